@@ -1,0 +1,63 @@
+"""The model registry: ``@register_model`` / ``create_model`` / ``list_models``.
+
+Each registered entry point is a function ``fn(config, **kwargs) -> nn.Module`` plus the
+:class:`ModelConfig` holding its defaults. Entry points register when their module is
+imported; ``rsinfer.models`` imports all of them.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from .config import ModelConfig
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    config: ModelConfig
+    build: Builder
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(config: ModelConfig) -> Callable[[Builder], Builder]:
+    """Decorator: register ``build(config, **kwargs)`` under ``config.name``."""
+
+    def decorate(build: Builder) -> Builder:
+        if config.name in _REGISTRY:
+            raise ValueError(f"model {config.name!r} is registered twice")
+        _REGISTRY[config.name] = ModelEntry(config, build)
+        return build
+
+    return decorate
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    try:
+        entry = _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(list_models()) or "none"
+        raise KeyError(f"unknown model {name!r} (known: {known})") from None
+    return entry.config.replace(**overrides) if overrides else entry.config
+
+
+def create_model(name: str, config: ModelConfig | None = None, **kwargs) -> nn.Module:
+    """Build a registered model in eval mode with random weights.
+
+    ``config`` (from :func:`get_config` with overrides) changes bands or classes;
+    ``kwargs`` go to the builder (architecture knobs such as widths).
+    """
+    cfg = config or get_config(name)
+    model = _REGISTRY[name].build(cfg, **kwargs)
+    model.rsinfer_config = cfg  # travels with the module so callers need not pass both
+    return model.eval()
