@@ -1,0 +1,5 @@
+"""Inference backends: a batch of raw tiles in, class probabilities out, on the backend's device."""
+from .base import Backend, resolve_device
+from .torch_backend import TorchBackend
+
+__all__ = ["Backend", "TorchBackend", "resolve_device"]

@@ -1,0 +1,1 @@
+"""The ``rsinfer`` command line: one click command per module, shared options in options.py."""

@@ -1,0 +1,39 @@
+"""``rsinfer models``: the registered models and their defaults."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command(short_help="List models and their defaults.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--no-flops", is_flag=True, help="Skip counting GFLOPs (faster).")
+def models(as_json, no_flops):
+    """List the registered models: parameters, GFLOPs at the default tile, tile, classes, bands."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsinfer.models import list_models
+    from rsinfer.models.complexity import model_complexity
+
+    rows = []
+    for name in list_models():
+        c = model_complexity(name, flops=not no_flops)
+        cfg = c.config
+        rows.append({
+            "name": name, "params_m": round(c.params / 1e6, 3),
+            "gflops": None if c.flops is None else round(c.flops / 1e9, 2),
+            "tile": cfg.tile, "overlap": cfg.overlap, "classes": cfg.num_classes, "bands": list(cfg.in_bands),
+            "size_multiple": cfg.size_multiple, "paper": cfg.paper, "description": cfg.description,
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="rsinfer models (GFLOPs: 2 x multiply-adds, one tile, batch 1)")
+    for col in ("model", "params (M)", "GFLOPs", "tile", "overlap", "classes", "bands", "paper"):
+        table.add_column(col, justify="right" if col in ("params (M)", "GFLOPs", "tile", "overlap", "classes") else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params_m']:.2f}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}",
+                      str(r["tile"]), str(r["overlap"]), str(r["classes"]), ",".join(r["bands"]), r["paper"] or "-")
+    Console().print(table)

@@ -1,0 +1,49 @@
+"""The ``rsinfer`` command group and its error handling."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from rsinfer import __version__
+from rsinfer.errors import RsinferError
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"rsinfer: warning: {message}", err=True)
+
+
+class RsinferGroup(click.Group):
+    """Reports RsinferError as one line on stderr with exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RsinferError as err:
+            click.echo(f"rsinfer: error: {err}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("rsinfer: interrupted; partial outputs removed", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=RsinferGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rsinfer")
+def main() -> None:
+    """Semantic segmentation of huge georeferenced rasters, streamed tile by tile."""
+    warnings.showwarning = _show_warning
+
+
+def _register() -> None:
+    from . import list_models, segment, synth
+
+    main.add_command(segment.segment)
+    main.add_command(synth.synth)
+    main.add_command(list_models.models)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Options and helpers shared by several commands."""
+from __future__ import annotations
+
+import click
+
+from rsinfer.tiling import BLENDS
+
+
+def parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        bands = tuple(int(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of band numbers, e.g. 1,2,3") from None
+    if any(b < 1 for b in bands):
+        raise click.BadParameter("band numbers start at 1")
+    return bands
+
+
+def parse_size(ctx, param, value: str) -> tuple[int, int]:
+    """``20000x10000`` (width x height) or ``5000`` (square)."""
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 20000x20000")
+    return parts[0], parts[1]
+
+
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
+quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
+model_opt = click.option("--model", "-m", "model", default="simple-fcn", show_default=True,
+                         help="Registered model name (see `rsinfer models`).")
+device_opt = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+weights_opt = click.option("--weights", "-w", default=None, help="Checkpoint file (.safetensors, .pt, .pth).")
+tile_opt = click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile side in pixels [model default].")
+overlap_opt = click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tile overlap in pixels [model default].")
+batch_opt = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per forward pass.")
+bands_opt = click.option("--bands", callback=parse_bands, default=None,
+                         help="Input bands feeding the model, in model order, e.g. 3,2,1 [by colour interpretation].")
+blend_opt = click.option("--blend", type=click.Choice(BLENDS), default="crop", show_default=True,
+                         help="How overlapping tiles merge: keep tile centres, or weight the overlap.")

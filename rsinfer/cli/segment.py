@@ -1,0 +1,55 @@
+"""``rsinfer segment``: a raster in, a georeferenced label map out."""
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from rsinfer.cli import options
+from rsinfer.cli.progress import TileProgress
+
+
+@click.command(short_help="Segment a raster into a label map (GeoTIFF or zarr).")
+@click.argument("input", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(), help="labels.tif or labels.zarr")
+@options.model_opt
+@options.weights_opt
+@options.tile_opt
+@options.overlap_opt
+@options.batch_opt
+@options.device_opt
+@options.bands_opt
+@options.blend_opt
+@click.option("--probs", is_flag=True, help="Also write class probabilities as uint8 (x255).")
+@click.option("--scale", "value_scale", type=float, default=None,
+              help="Multiply raw values by this before the model's normalization [from the data type].")
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
+@options.overwrite_opt
+@options.quiet_opt
+def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
+            workers, overwrite, quiet):
+    """Segment INPUT window by window with a model and write a label map to --output.
+
+    The raster is streamed: memory stays bounded whatever its size. The output keeps the
+    input's CRS, transform and size; invalid input pixels (nodata, alpha, mask) are 255.
+    """
+    from rsinfer.pipeline import SegmentOptions, run_segment
+
+    opts = SegmentOptions(
+        input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
+        batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
+        overwrite=overwrite, value_scale=value_scale, read_workers=workers,
+    )
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        with TileProgress(disable=quiet) as progress:
+            report = run_segment(opts, progress=progress.update)
+    if not quiet:
+        click.echo(
+            f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "
+            f"{report.tiles} tiles ({report.tiles_predicted} predicted, {report.tiles_skipped} empty), "
+            f"{report.model} on {report.device}, {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
+            f"peak RSS {report.peak_rss_mb:.0f} MB",
+            err=True,
+        )

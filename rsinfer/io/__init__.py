@@ -1,0 +1,1 @@
+"""Raster input and label-map output."""

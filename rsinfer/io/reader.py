@@ -1,0 +1,110 @@
+"""Windowed, threaded reading of tiles: the first stage of the data path.
+
+Worker threads each hold their own dataset handle (GDAL handles are not thread-safe)
+and read tiles ahead of the consumer into a bounded window of futures, so decoding
+overlaps the model and memory stays at ``depth`` tiles whatever the raster's size.
+Tiles are yielded in grid order.
+
+The valid mask comes from GDAL's dataset mask (nodata, alpha band or internal mask,
+whichever the file has). A tile with no valid pixel is yielded without data, so it is
+never sent to the model.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+
+from ..errors import InputError
+from ..tiling import Tile
+from .source import RasterInfo, first_line
+
+
+@dataclass
+class TileData:
+    """A tile as read: ``data`` (bands, h, w) and ``valid`` (h, w) bool, or neither when empty."""
+
+    tile: Tile
+    data: np.ndarray | None
+    valid: np.ndarray | None
+
+    @property
+    def empty(self) -> bool:
+        return self.data is None
+
+
+class TileReader:
+    """Reads tiles of one raster from a pool of threads, ``depth`` tiles ahead."""
+
+    def __init__(self, info: RasterInfo, workers: int = 2, depth: int | None = None):
+        self.info = info
+        self.workers = max(1, workers)
+        self.depth = depth or 4 * self.workers
+        self._local = threading.local()
+        self._handles: list = []
+        self._lock = threading.Lock()
+        self._unique_bands = tuple(sorted(set(info.bands)))
+        # Positions of the model's bands within the unique bands read (gray → RGB repeats one).
+        self._take = [self._unique_bands.index(b) for b in info.bands]
+
+    def _dataset(self):
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            ds = rasterio.open(self.info.path)
+            self._local.ds = ds
+            with self._lock:
+                self._handles.append(ds)
+        return ds
+
+    def read(self, tile: Tile) -> TileData:
+        """Read one tile (runs on a worker thread)."""
+        ds = self._dataset()
+        window = tile.window
+        try:
+            if self.info.has_mask:
+                valid = ds.dataset_mask(window=window) > 0
+                if not valid.any():
+                    return TileData(tile, None, None)
+            else:
+                valid = None
+            data = ds.read(self._unique_bands, window=window)
+        except RasterioError as err:
+            raise InputError(
+                f"{self.info.path}: cannot read rows {tile.rows.start}-{tile.rows.stop}, "
+                f"cols {tile.cols.start}-{tile.cols.stop} ({first_line(err)})"
+            ) from None
+        if self._take != list(range(len(self._unique_bands))):
+            data = data[self._take]
+        if valid is None:
+            valid = np.ones(tile.shape, dtype=bool)
+        return TileData(tile, data, valid)
+
+    def iter_tiles(self, tiles: Iterable[Tile]) -> Iterator[TileData]:
+        """Yield every tile of ``tiles`` in order, read ahead on the worker threads."""
+        pending: deque = deque()
+        it = iter(tiles)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="rsinfer-read") as pool:
+            try:
+                for tile in it:
+                    pending.append(pool.submit(self.read, tile))
+                    if len(pending) >= self.depth:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+                self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for ds in self._handles:
+                ds.close()
+            self._handles.clear()

@@ -1,0 +1,358 @@
+"""Writers for the label map: GeoTIFF and zarr behind one small interface.
+
+A writer receives finished rows top to bottom, buffers them into whole chunk rows (so
+every compressed block is written once), writes under a temporary ``*.partial`` name
+and renames onto the target only in :meth:`LabelWriter.commit`. Until then the output
+does not exist under its real name; :meth:`LabelWriter.abort` removes the partial file.
+
+Each writer records which rows are complete (:attr:`LabelWriter.completed_rows`); the
+zarr writer also stores that record in the store, which is what resuming builds on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RsinferError
+from ..stitch import NODATA_LABEL, FinishedRows
+from ..tiling import Span
+
+FORMATS = ("GTiff", "zarr")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the output must look like; everything comes from the input and the model config."""
+
+    path: str
+    width: int
+    height: int
+    crs: object
+    transform: object
+    class_names: tuple[str, ...]
+    class_colors: tuple[tuple[int, int, int], ...]
+    chunk: int = 512
+    with_probs: bool = False
+    overwrite: bool = False
+    source: str = ""
+    model: str = ""
+
+    @property
+    def format(self) -> str:
+        return output_format(self.path)
+
+
+def output_format(path: str) -> str:
+    p = str(path).rstrip("/").lower()
+    if p.endswith(".zarr"):
+        return "zarr"
+    if p.endswith((".tif", ".tiff")):
+        return "GTiff"
+    raise RsinferError(f"{path}: unknown output format; name the output *.tif, *.tiff or *.zarr")
+
+
+def probs_path(path: str) -> str:
+    """Where a GeoTIFF job writes its class probabilities: ``labels.tif`` → ``labels_probs.tif``."""
+    p = Path(path)
+    return str(p.with_name(p.stem + "_probs" + p.suffix))
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def _replace(partial: str, final: str) -> None:
+    """Move ``partial`` onto ``final``; a directory target is swapped out first."""
+    if os.path.isdir(final):
+        old = final + ".old-" + str(os.getpid())
+        os.rename(final, old)
+        os.rename(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, final)
+
+
+class LabelWriter(ABC):
+    """Base writer: row buffering, temporary names, completion record."""
+
+    def __init__(self, spec: OutputSpec):
+        self.spec = spec
+        self.final_paths = self._final_paths()
+        for p in self.final_paths:
+            if os.path.lexists(p) and not spec.overwrite:
+                raise RsinferError(f"{p}: output exists; pass --overwrite to replace it")
+            parent = Path(p).resolve().parent
+            if not parent.is_dir():
+                raise RsinferError(f"{p}: output folder {parent} does not exist")
+        self.partial_paths = [f"{p}.partial-{os.getpid()}" for p in self.final_paths]
+        self.completed_rows: list[Span] = []
+        self._pending: list[FinishedRows] = []
+        self._pending_top = 0
+        self._committed = False
+
+    def _final_paths(self) -> list[str]:
+        return [self.spec.path]
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows written at a time: one row of the format's blocks/chunks."""
+        return self.spec.chunk
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> "LabelWriter":
+        try:
+            self._open()
+        except Exception:
+            self.abort()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            self.abort()
+
+    def write(self, rows: FinishedRows) -> None:
+        """Take finished rows (top to bottom); write every complete chunk row."""
+        if rows.rows.start != self._pending_top + sum(r.rows.size for r in self._pending):
+            raise RuntimeError("rows must arrive top to bottom without gaps")
+        self._pending.append(rows)
+        self._drain(final=rows.rows.stop >= self.spec.height)
+
+    def commit(self) -> None:
+        """Finish the file (overviews, metadata) and move it onto its real name."""
+        self._drain(final=True)
+        if not self.completed_rows or self.completed_rows[-1].stop != self.spec.height:
+            raise RuntimeError("commit before every row was written")
+        self._finish()
+        for partial, final in zip(self.partial_paths, self.final_paths):
+            _replace(partial, final)
+        self._committed = True
+
+    def abort(self) -> None:
+        try:
+            self._close()
+        finally:
+            for p in self.partial_paths:
+                _remove(p)
+
+    def _drain(self, final: bool) -> None:
+        chunk = self.chunk_rows
+        have = sum(r.rows.size for r in self._pending)
+        while have and (have >= chunk or final):
+            take = min(chunk, have)
+            block = self._take_rows(take)
+            self._write_block(block)
+            self._mark_complete(block.rows)
+            have -= take
+
+    def _take_rows(self, n: int) -> FinishedRows:
+        """Pop the first ``n`` pending rows as one block."""
+        labels, probs, got = [], [], 0
+        while got < n:
+            head = self._pending[0]
+            need = n - got
+            if head.rows.size <= need:
+                self._pending.pop(0)
+                part = head
+            else:
+                part = FinishedRows(Span(head.rows.start, head.rows.start + need), head.labels[:need],
+                                    None if head.scores is None else head.scores[:, :need])
+                self._pending[0] = FinishedRows(Span(head.rows.start + need, head.rows.stop), head.labels[need:],
+                                                None if head.scores is None else head.scores[:, need:])
+            labels.append(part.labels)
+            if part.scores is not None:
+                probs.append(part.scores)
+            got += part.rows.size
+        top = self._pending_top
+        self._pending_top += n
+        return FinishedRows(Span(top, top + n), np.concatenate(labels, 0),
+                            np.concatenate(probs, 1) if probs else None)
+
+    def _mark_complete(self, rows: Span) -> None:
+        if self.completed_rows and self.completed_rows[-1].stop == rows.start:
+            self.completed_rows[-1] = Span(self.completed_rows[-1].start, rows.stop)
+        else:
+            self.completed_rows.append(rows)
+        self._record_progress()
+
+    def _record_progress(self) -> None:
+        """Persist the completion record (formats that can)."""
+
+    # -- format specific -------------------------------------------------------------------
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _write_block(self, block: FinishedRows) -> None: ...
+
+    @abstractmethod
+    def _finish(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+
+def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
+    factors, f = [], 2
+    while max(width, height) / f >= smallest:
+        factors.append(f)
+        f *= 2
+    return factors or ([2] if max(width, height) > 2 else [])
+
+
+class GeoTiffWriter(LabelWriter):
+    """Tiled, compressed uint8 GeoTIFF with colour table, class names and mode overviews."""
+
+    BLOCK = 512
+
+    def _final_paths(self) -> list[str]:
+        return [self.spec.path] + ([probs_path(self.spec.path)] if self.spec.with_probs else [])
+
+    @property
+    def chunk_rows(self) -> int:
+        return self.BLOCK
+
+    def _profile(self, count: int) -> dict:
+        s = self.spec
+        return dict(
+            driver="GTiff", width=s.width, height=s.height, count=count, dtype="uint8",
+            crs=s.crs, transform=s.transform, tiled=True, blockxsize=self.BLOCK, blockysize=self.BLOCK,
+            compress="deflate", predictor=1, BIGTIFF="IF_SAFER", num_threads=2,
+        )
+
+    def _open(self) -> None:
+        import rasterio
+
+        s = self.spec
+        self._labels = rasterio.open(self.partial_paths[0], "w", nodata=NODATA_LABEL, **self._profile(1))
+        self._probs = None
+        if s.with_probs:
+            self._probs = rasterio.open(self.partial_paths[1], "w", **self._profile(len(s.class_names)))
+
+    def _write_block(self, block: FinishedRows) -> None:
+        from rasterio.windows import Window
+
+        window = Window(0, block.rows.start, self.spec.width, block.rows.size)
+        self._labels.write(block.labels, 1, window=window)
+        if self._probs is not None:
+            self._probs.write(block.scores, window=window)
+
+    def _finish(self) -> None:
+        from rasterio.enums import ColorInterp, Resampling
+
+        s = self.spec
+        dst = self._labels
+        colormap = {i: (*c, 255) for i, c in enumerate(s.class_colors)}
+        colormap[NODATA_LABEL] = (0, 0, 0, 0)
+        dst.write_colormap(1, colormap)
+        dst.set_band_description(1, "class")
+        dst.update_tags(1, CLASS_NAMES=json.dumps(list(s.class_names)),
+                        **{f"CLASS_{i}": n for i, n in enumerate(s.class_names)})
+        dst.update_tags(SOURCE=s.source, MODEL=s.model, SOFTWARE="rsinfer")
+        factors = overview_factors(s.width, s.height)
+        if factors:
+            dst.build_overviews(factors, Resampling.mode)
+            dst.update_tags(ns="rio_overview", resampling="mode")
+        if self._probs is not None:
+            p = self._probs
+            for i, n in enumerate(s.class_names):
+                p.set_band_description(i + 1, f"p({n}) x 255")
+            p.colorinterp = [ColorInterp.gray] * len(s.class_names)
+            if factors:
+                p.build_overviews(factors, Resampling.average)
+        self._close()
+
+    def _close(self) -> None:
+        for name in ("_labels", "_probs"):
+            ds = getattr(self, name, None)
+            if ds is not None and not ds.closed:
+                ds.close()
+
+
+class ZarrWriter(LabelWriter):
+    """zarr v3 group: ``labels`` (y, x) uint8, optional ``probs`` (class, y, x), CF/GDAL georeferencing."""
+
+    def _open(self) -> None:
+        import zarr
+
+        s = self.spec
+        self._group = zarr.open_group(self.partial_paths[0], mode="w", zarr_format=3)
+        self._labels = self._group.create_array(
+            "labels", shape=(s.height, s.width), chunks=(s.chunk, s.chunk), dtype="uint8",
+            fill_value=NODATA_LABEL, dimension_names=("y", "x"),
+        )
+        self._labels.attrs.update({
+            "grid_mapping": "spatial_ref",
+            "coordinates": "spatial_ref",
+            "long_name": "class",
+            "class_names": list(s.class_names),
+            "class_colors": [list(c) for c in s.class_colors],
+            "flag_values": list(range(len(s.class_names))),
+            "flag_meanings": " ".join(s.class_names),
+            "nodata": NODATA_LABEL,
+        })
+        self._probs = None
+        if s.with_probs:
+            self._probs = self._group.create_array(
+                "probs", shape=(len(s.class_names), s.height, s.width), chunks=(len(s.class_names), s.chunk, s.chunk),
+                dtype="uint8", fill_value=0, dimension_names=("class", "y", "x"),
+            )
+            self._probs.attrs.update({"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
+                                      "scale_note": "probability x 255", "class_names": list(s.class_names)})
+        self._write_georeferencing()
+        self._group.attrs.update({"rsinfer": {"source": s.source, "model": s.model, "complete": False,
+                                              "chunk_rows": s.chunk, "completed_rows": []}})
+
+    def _write_georeferencing(self) -> None:
+        s, g, t = self.spec, self._group, self.spec.transform
+        ref = g.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0)
+        attrs = {"GeoTransform": " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))}
+        if s.crs is not None:
+            attrs.update({"crs_wkt": s.crs.to_wkt(), "spatial_ref": s.crs.to_wkt()})
+        ref.attrs.update(attrs)
+        if t.b == 0 and t.d == 0:  # north-up: 1-D pixel-centre coordinates describe the grid
+            x = g.create_array("x", shape=(s.width,), chunks=(min(s.width, 65536),), dtype="float64", dimension_names=("x",))
+            y = g.create_array("y", shape=(s.height,), chunks=(min(s.height, 65536),), dtype="float64", dimension_names=("y",))
+            x[:] = t.c + t.a * (np.arange(s.width) + 0.5)
+            y[:] = t.f + t.e * (np.arange(s.height) + 0.5)
+            x.attrs.update({"standard_name": "projection_x_coordinate", "axis": "X"})
+            y.attrs.update({"standard_name": "projection_y_coordinate", "axis": "Y"})
+
+    def _write_block(self, block: FinishedRows) -> None:
+        r = slice(block.rows.start, block.rows.stop)
+        self._labels[r, :] = block.labels
+        if self._probs is not None:
+            self._probs[:, r, :] = block.scores
+
+    def _record_progress(self) -> None:
+        meta = dict(self._group.attrs["rsinfer"])
+        meta["completed_rows"] = [[r.start, r.stop] for r in self.completed_rows]
+        self._group.attrs["rsinfer"] = meta
+
+    def _finish(self) -> None:
+        import zarr
+
+        meta = dict(self._group.attrs["rsinfer"])
+        meta["complete"] = True
+        self._group.attrs["rsinfer"] = meta
+        with warnings.catch_warnings():
+            # zarr notes that consolidated metadata is an extension of v3; xarray reads it.
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(self.partial_paths[0])
+
+    def _close(self) -> None:
+        self._group = getattr(self, "_group", None)
+
+
+def open_writer(spec: OutputSpec) -> LabelWriter:
+    return {"GTiff": GeoTiffWriter, "zarr": ZarrWriter}[spec.format](spec)

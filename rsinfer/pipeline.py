@@ -1,0 +1,202 @@
+"""The segment job: read → tile → batch → model → stitch → write, wired together.
+
+This module owns the threads, queues, progress and cleanup; each stage lives in its
+own module and knows nothing of the others. Reading runs on a thread pool ahead of the
+model (``rsinfer.io.reader``), writing runs on its own thread behind it, and the main
+thread runs batches through the backend and the stitcher.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import rasterio
+import torch
+
+from .backends import TorchBackend, resolve_device
+from .batching import Batch, batch_tiles
+from .errors import ModelError
+from .io.reader import TileReader
+from .io.source import RasterInfo, inspect_raster
+from .io.writers import LabelWriter, OutputSpec, open_writer
+from .stitch import RowBandStitcher
+from .tiling import BLENDS, TileGrid
+from .weights import load_into, read_checkpoint, strip_prefixes
+
+
+@dataclass
+class SegmentOptions:
+    """Everything ``rsinfer segment`` takes; None means 'the model config's default'."""
+
+    input: str
+    output: str
+    model: str = "simple-fcn"
+    weights: str | None = None
+    tile: int | None = None
+    overlap: int | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    bands: tuple[int, ...] | None = None
+    blend: str = "crop"
+    probs: bool = False
+    overwrite: bool = False
+    value_scale: float | None = None
+    read_workers: int = 0  # 0: choose from the CPU count
+
+
+@dataclass
+class SegmentReport:
+    input: str
+    outputs: list[str]
+    model: str
+    device: str
+    width: int
+    height: int
+    tiles: int
+    tiles_predicted: int
+    tiles_skipped: int
+    model_calls: int
+    seconds: float
+    peak_rss_mb: float
+    completed_rows: list = field(default_factory=list)
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+    @property
+    def mpx_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
+
+
+# progress(tiles_done, tiles_total, pixels_done)
+ProgressFn = Callable[[int, int, int], None]
+
+
+def build_model(opts: SegmentOptions):
+    """Model config (with CLI overrides), the network, and its weights."""
+    from rsinfer.models import create_model, get_config
+
+    try:
+        config = get_config(opts.model)
+    except KeyError as err:
+        raise ModelError(str(err.args[0])) from None
+    tile = opts.tile or config.tile
+    overlap = config.overlap if opts.overlap is None else opts.overlap
+    if not 0 <= overlap < tile:
+        raise ModelError(f"model {config.name}: overlap {overlap} must be at least 0 and smaller than the tile ({tile})")
+    try:
+        config.check_tile(tile)
+    except ValueError as err:
+        raise ModelError(str(err)) from None
+    config = config.replace(tile=tile, overlap=overlap)
+    model = create_model(config.name, config)
+    if opts.weights:
+        load_into(model, strip_prefixes(read_checkpoint(opts.weights)), opts.weights)
+    return config, model
+
+
+class _WriterThread:
+    """Runs ``writer.write`` on its own thread behind a bounded queue, so compression overlaps the model."""
+
+    def __init__(self, writer: LabelWriter, depth: int = 2):
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="rsinfer-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self.writer.write(item)
+                except BaseException as err:  # reported on the main thread
+                    self._error = err
+
+    def put(self, rows) -> None:
+        self._raise()
+        self._queue.put(rows)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> SegmentReport:
+    """Segment ``opts.input`` into ``opts.output``; raises RsinferError subclasses on bad input."""
+    if opts.blend not in BLENDS:
+        raise ModelError(f"unknown blend {opts.blend!r}; choose one of {', '.join(BLENDS)}")
+    start = time.perf_counter()
+    config, model = build_model(opts)
+    info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+    device = resolve_device(opts.device)
+    backend = TorchBackend(model, config, device, value_scale=info.value_scale)
+    grid = TileGrid(info.height, info.width, config.tile, config.overlap)
+    spec = OutputSpec(
+        path=opts.output, width=info.width, height=info.height, crs=info.crs, transform=info.transform,
+        class_names=config.class_names, class_colors=config.class_colors, chunk=config.tile,
+        with_probs=opts.probs, overwrite=opts.overwrite, source=os.path.basename(info.path), model=config.name,
+    )
+    stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
+    workers = opts.read_workers or max(1, min(4, (os.cpu_count() or 2)))
+    reader = TileReader(info, workers=workers)
+
+    done = skipped = pixels = 0
+    with rasterio.Env(), open_writer(spec) as writer:
+        sink = _WriterThread(writer)
+        try:
+            for item in batch_tiles(reader.iter_tiles(grid), opts.batch_size):
+                if isinstance(item, Batch):
+                    probs = backend.predict(item.data, item.valid)
+                    valid = torch.from_numpy(item.valid)
+                    finished = []
+                    for i, td in enumerate(item.tiles):
+                        finished += stitcher.add(td.tile, probs[i], valid[i])
+                    tiles = [td.tile for td in item.tiles]
+                else:
+                    finished = stitcher.add(item.tile, None, None)
+                    tiles = [item.tile]
+                    skipped += 1
+                for rows in finished:
+                    sink.put(rows)
+                done += len(tiles)
+                pixels += sum(t.core_rows.size * t.core_cols.size for t in tiles)
+                if progress:
+                    progress(done, len(grid), pixels)
+        finally:
+            sink.close()
+        if not stitcher.done:
+            raise RuntimeError("stitcher did not finish every row")
+        writer.commit()
+    return SegmentReport(
+        input=info.path, outputs=writer.final_paths, model=config.name, device=str(device),
+        width=info.width, height=info.height, tiles=len(grid), tiles_predicted=backend.tiles,
+        tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
+        peak_rss_mb=peak_rss_mb(), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (the kernel's high-water mark)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def describe_input(info: RasterInfo) -> str:
+    crs = info.crs.to_string() if info.crs else "no CRS"
+    return f"{info.width}x{info.height}, {info.count} x {info.dtype}, {crs}, bands {','.join(map(str, info.bands))}"

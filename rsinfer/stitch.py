@@ -1,0 +1,195 @@
+"""Merging overlapping tile outputs into finished rows, in memory bounded by a band of tile rows.
+
+The raster is cut into horizontal *strips*: strip ``s`` runs from tile row ``s``'s first
+row to tile row ``s + 1``'s. A strip is finished once every tile row that touches it is
+complete; finished strips are emitted top to bottom and their buffers freed. Tiles may
+arrive in any order within the rows in flight (batches span rows), so only the strips
+touched by incomplete tile rows are held: a few strips of ``width`` pixels, never the
+whole image.
+
+Accumulation runs in torch on the device the scores are on, so on a GPU only uint8
+labels (and uint8 probabilities, when asked for) come back to the host.
+
+``crop`` needs no accumulation: every pixel has one owner tile, whose core is written
+as it is. ``linear``/``gaussian`` sum ``weight × score`` and divide by the summed weight.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .tiling import Span, Tile, TileGrid
+
+NODATA_LABEL = 255
+
+
+@dataclass
+class FinishedRows:
+    """Rows ``rows`` of the output, ready to write."""
+
+    rows: Span
+    labels: np.ndarray  # (h, W) uint8, NODATA_LABEL where invalid
+    scores: np.ndarray | None = None  # (K, h, W): uint8 probabilities (quantized) or float32 raw scores
+
+
+class _Strip:
+    """Buffers for one strip of rows."""
+
+    def __init__(self, rows: Span, width: int, classes: int, accumulate: bool, keep_scores: bool, device):
+        self.rows = rows
+        h = rows.size
+        self.valid = torch.zeros((h, width), dtype=torch.bool, device=device)
+        if accumulate:
+            self.acc = torch.zeros((classes, h, width), dtype=torch.float32, device=device)
+            self.wsum = torch.zeros((h, width), dtype=torch.float32, device=device)
+        else:
+            self.labels = torch.full((h, width), NODATA_LABEL, dtype=torch.uint8, device=device)
+            self.scores = torch.zeros((classes, h, width), dtype=torch.float32, device=device) if keep_scores else None
+
+
+class RowBandStitcher:
+    """Accepts tile outputs (``add``) and returns the rows they finish.
+
+    ``scores`` passed to :meth:`add` are (K, h, w) class scores (probabilities, or logits
+    for exactness checks). With ``keep_scores`` the finished rows also carry the blended
+    scores, quantized to uint8 when ``quantize`` (probabilities × 255).
+    """
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        num_classes: int,
+        blend: str = "crop",
+        keep_scores: bool = False,
+        quantize: bool = True,
+        device: str | torch.device = "cpu",
+    ):
+        self.grid = grid
+        self.classes = num_classes
+        self.blend = blend
+        self.accumulate = blend != "crop"
+        self.keep_scores = keep_scores
+        self.quantize = quantize
+        self.device = torch.device(device)
+        starts = grid.y.starts
+        self._strip_rows = [Span(starts[s], starts[s + 1] if s + 1 < len(starts) else grid.height) for s in range(len(starts))]
+        # Strip s is touched by tile rows first_row[s] .. s.
+        self._last_strip_of_row = [self._strip_of(starts[r] + grid.y.tile - 1) for r in range(len(starts))]
+        self._tiles_left = [grid.n_cols] * grid.n_rows
+        self._strips: dict[int, _Strip] = {}
+        self._next_strip = 0
+        self.peak_strips = 0
+
+    def _strip_of(self, y: int) -> int:
+        starts = self.grid.y.starts
+        s = int(np.searchsorted(starts, y, side="right")) - 1
+        return max(0, s)
+
+    def _strip(self, s: int) -> _Strip:
+        strip = self._strips.get(s)
+        if strip is None:
+            strip = _Strip(self._strip_rows[s], self.grid.width, self.classes, self.accumulate, self.keep_scores, self.device)
+            self._strips[s] = strip
+            self.peak_strips = max(self.peak_strips, len(self._strips))
+        return strip
+
+    def add(self, tile: Tile, scores: torch.Tensor | None, valid: torch.Tensor | np.ndarray | None) -> list[FinishedRows]:
+        """Add one tile's scores (None for a tile with no valid pixel); return rows now finished."""
+        if scores is not None:
+            if not isinstance(valid, torch.Tensor):
+                valid = torch.as_tensor(valid)
+            valid = valid.to(self.device, non_blocking=True)
+            scores = scores.to(self.device, non_blocking=True)
+            if self.accumulate:
+                wy, wx = self.grid.axis_weights(tile, self.blend)
+                weight = torch.outer(torch.as_tensor(wy, device=self.device), torch.as_tensor(wx, device=self.device))
+            for s in range(self._strip_of(tile.rows.start), self._last_strip_of_row[tile.row] + 1):
+                strip = self._strip(s)
+                if self.accumulate:
+                    self._accumulate(strip, tile, scores, weight, valid)
+                else:
+                    self._assign(strip, tile, scores, valid)
+        self._tiles_left[tile.row] -= 1
+        return self._emit_finished()
+
+    # -- the two merge rules -------------------------------------------------------------
+    def _overlap(self, strip: _Strip, rows: Span, tile: Tile, cols: Span):
+        """Slices of the strip buffer and of the tile for the rows/cols both cover."""
+        r0, r1 = max(strip.rows.start, rows.start), min(strip.rows.stop, rows.stop)
+        if r0 >= r1:
+            return None
+        strip_sl = (slice(r0 - strip.rows.start, r1 - strip.rows.start), slice(cols.start, cols.stop))
+        tile_sl = (slice(r0 - tile.rows.start, r1 - tile.rows.start), slice(cols.start - tile.cols.start, cols.stop - tile.cols.start))
+        return strip_sl, tile_sl
+
+    def _assign(self, strip: _Strip, tile: Tile, scores: torch.Tensor, valid: torch.Tensor) -> None:
+        sl = self._overlap(strip, tile.core_rows, tile, tile.core_cols)
+        if sl is None:
+            return
+        (sr, sc), (tr, tc) = sl
+        core_scores = scores[:, tr, tc]
+        core_valid = valid[tr, tc]
+        labels = core_scores.argmax(0).to(torch.uint8)
+        strip.labels[sr, sc] = torch.where(core_valid, labels, torch.tensor(NODATA_LABEL, dtype=torch.uint8, device=self.device))
+        strip.valid[sr, sc] = core_valid
+        if strip.scores is not None:
+            strip.scores[:, sr, sc] = core_scores
+
+    def _accumulate(self, strip: _Strip, tile: Tile, scores, weight, valid) -> None:
+        sl = self._overlap(strip, tile.rows, tile, tile.cols)
+        if sl is None:
+            return
+        (sr, sc), (tr, tc) = sl
+        w = weight[tr, tc]
+        strip.acc[:, sr, sc] += scores[:, tr, tc] * w
+        strip.wsum[sr, sc] += w
+        # Validity is a property of the input pixel: take it from the tile that owns the pixel.
+        core = self._overlap(strip, tile.core_rows, tile, tile.core_cols)
+        if core is not None:
+            (cr, cc), (vr, vc) = core
+            strip.valid[cr, cc] = valid[vr, vc]
+
+    # -- emission --------------------------------------------------------------------------
+    def _strip_finished(self, s: int) -> bool:
+        # Every tile row r <= s whose tiles reach into strip s must be complete.
+        r = s
+        while r >= 0 and self._last_strip_of_row[r] >= s:
+            if self._tiles_left[r] > 0:
+                return False
+            r -= 1
+        return True
+
+    def _emit_finished(self) -> list[FinishedRows]:
+        out = []
+        while self._next_strip < len(self._strip_rows) and self._strip_finished(self._next_strip):
+            out.append(self._finish(self._next_strip))
+            self._next_strip += 1
+        return out
+
+    def _finish(self, s: int) -> FinishedRows:
+        strip = self._strips.pop(s, None)
+        rows = self._strip_rows[s]
+        if strip is None:  # no tile touching this strip had a valid pixel
+            labels = np.full((rows.size, self.grid.width), NODATA_LABEL, dtype=np.uint8)
+            scores = np.zeros((self.classes, rows.size, self.grid.width), np.uint8 if self.quantize else np.float32) if self.keep_scores else None
+            return FinishedRows(rows, labels, scores)
+        if self.accumulate:
+            blended = strip.acc / strip.wsum.clamp_min(1e-12)
+            labels = blended.argmax(0).to(torch.uint8)
+            labels[~strip.valid] = NODATA_LABEL
+            scores = blended if self.keep_scores else None
+        else:
+            labels = strip.labels
+            scores = strip.scores
+        if scores is not None:
+            scores = scores * strip.valid
+            if self.quantize:
+                scores = (scores * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+            scores = scores.cpu().numpy()
+        return FinishedRows(rows, labels.cpu().numpy(), scores)
+
+    @property
+    def done(self) -> bool:
+        return self._next_strip == len(self._strip_rows)

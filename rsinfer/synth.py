@@ -1,0 +1,891 @@
+"""Synthetic orthophoto + ISPRS label scenes of any size, written in bounded memory.
+
+Design: a city laid out by hashing, so any window can be drawn on its own.
+
+* The plane is cut by a street grid. Vertical line ``j`` sits near ``j * 60 m`` and
+  horizontal line ``i`` near ``i * 60 m``, each moved by a jitter of up to 10 m, so
+  blocks are 40-80 m. A line's position, width and sidewalks, and each stretch of it
+  between two crossings (present or not, its parked cars), come from
+  ``numpy.random.default_rng([seed, salt, ...indices])``.
+* The block between four lines is a *cell*; its content (ground cover, building
+  footprints, tree crowns, cars, clutter) comes from ``default_rng([seed, salt, i, j])``
+  and depends on nothing but the seed, the indices and the street lines around it.
+* Rendering a window visits the cells and street stretches whose reach (the cell plus
+  ``_MARGIN`` for crowns and shadows that spill over) meets the window, and paints
+  them layer by layer, in a fixed order: ground, ground patches, sidewalks, asphalt,
+  markings, cars, buildings, shadows, trees. Within a layer, cells are visited in
+  (row, column) order, so overlaps resolve the same way in every window.
+* Texture noise is a pure integer hash of the global pixel indices, never a sequential
+  generator, and per-pixel maths uses only correctly rounded operations (+ - * / sqrt,
+  floor), so a pixel's value cannot depend on where a window boundary fell.
+
+Hence every pixel is a pure function of (seed, pixel_size, row, column): the file is
+the same whatever the block size, and the writer only ever holds one window (about one
+tile) of pixels.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
+
+__all__ = ["write_synthetic_scene", "scene_profile"]
+
+IMPERVIOUS, BUILDING, LOW_VEG, TREE, CAR, CLUTTER = range(6)
+assert len(ISPRS_CLASSES) == 6 and ISPRS_CLASSES[CAR] == "car"
+
+_CELL = 60.0  # mean street spacing, metres
+_JITTER = 10.0  # street lines move up to this far off the regular grid: blocks of 40-80 m
+_MARGIN = 24.0  # farthest a cell's objects reach outside it (crown + shadow < 9 + 12 m)
+_MAX_SHADOW = 12.0  # metres; keeps shadows inside the margin
+_GDAL_CACHE_MB = 64  # GDAL's block cache would otherwise grow to 5% of RAM
+_WINDOW_PX = 512  # windows are at least this wide (whole tiles), so tiny blocks stay fast
+
+# Salts keep the hash streams of different kinds of object apart.
+_SALT_LINE, _SALT_SEGMENT, _SALT_CELL, _SALT_SUN, _SALT_NOISE, _SALT_GRAIN, _SALT_MOTTLE = range(7)
+
+Color = tuple[float, float, float]
+_U32 = np.uint32
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _zigzag(k: int) -> int:
+    """Map any int onto the non-negative ints SeedSequence accepts (cells at -1 exist)."""
+    return 2 * k if k >= 0 else -2 * k - 1
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng([_zigzag(int(k)) for k in keys])
+
+
+def _hash2(rows: np.ndarray, cols: np.ndarray, salt: int) -> np.ndarray:
+    """A well-mixed uint32 per (row, col) pair; rows (h, 1) and cols (1, w) broadcast."""
+    h = cols * _U32(0x9E3779B1) + rows * _U32(0x85EBCA77) + _U32(salt & 0xFFFFFFFF)
+    h ^= h >> _U32(16)
+    h *= _U32(0x7FEB352D)
+    h ^= h >> _U32(15)
+    h *= _U32(0x846CA68B)
+    h ^= h >> _U32(16)
+    return h
+
+
+def _salt(seed: int, kind: int) -> int:
+    return int(np.random.SeedSequence([_zigzag(seed), kind]).generate_state(1)[0])
+
+
+def _frac(a: np.ndarray) -> np.ndarray:
+    return a - np.floor(a)
+
+
+# --------------------------------------------------------------------------- scene objects
+
+
+@dataclass(frozen=True, slots=True)
+class _Box:
+    """A rectangle centred on (cx, cy), half sizes hu x hv along its axes u = (c, s), v = (-s, c)."""
+
+    cx: float
+    cy: float
+    hu: float
+    hv: float
+    c: float = 1.0
+    s: float = 0.0
+
+    def reach(self) -> tuple[float, float]:
+        """Half extents of the axis-aligned bounding box."""
+        ac, as_ = abs(self.c), abs(self.s)
+        return ac * self.hu + as_ * self.hv, as_ * self.hu + ac * self.hv
+
+
+@dataclass(frozen=True, slots=True)
+class _Patch:
+    """Ground cover painted over a cell's base ground (paving, soil, containers, piles)."""
+
+    box: _Box
+    cls: int
+    style: str  # "paved", "lawn", "soil", "container", "pile"
+    color: Color
+
+
+@dataclass(frozen=True, slots=True)
+class _Building:
+    boxes: tuple[_Box, ...]  # main body, then wings; all share one roof colour
+    color: Color
+    gable: bool
+    height: float
+    details: tuple[tuple[_Box, Color], ...] = ()  # roof fixtures on flat roofs
+
+
+@dataclass(frozen=True, slots=True)
+class _Tree:
+    discs: tuple[tuple[float, float, float], ...]  # (x, y, r); the first is the crown's core
+    color: Color
+    height: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Car:
+    box: _Box  # u points to the front
+    color: Color
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    pos: float
+    width: float  # kerb to kerb, sidewalks included
+    walk: float  # sidewalk width on each side
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """A stretch of street between two crossings, in world metres (x right, y down)."""
+
+    present: bool
+    vertical: bool
+    centre: float  # x of a vertical street, y of a horizontal one
+    width: float
+    walk: float
+    lo: float  # extent along the street, crossings included
+    hi: float
+    open_lo: float  # extent between the crossings (where markings go)
+    open_hi: float
+    cars: tuple[_Car, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    rect: tuple[float, float, float, float]  # x0, x1, y0, y1
+    ground: int
+    style: str  # "lawn", "field", "forest", "paved", "soil"
+    color: Color
+    rows: tuple[float, float, float]  # field rows: unit direction (dx, dy) and period
+    patches: tuple[_Patch, ...]
+    buildings: tuple[_Building, ...]
+    trees: tuple[_Tree, ...]
+    cars: tuple[_Car, ...]
+
+
+# --------------------------------------------------------------------------- palettes
+
+_LAWN = (92.0, 128.0, 58.0)
+_FOREST_FLOOR = (70.0, 92.0, 48.0)
+_FIELDS = ((112.0, 146.0, 64.0), (150.0, 148.0, 82.0), (132.0, 108.0, 76.0), (96.0, 132.0, 70.0))
+_PAVING = (142.0, 138.0, 132.0)
+_SOILS = ((168.0, 144.0, 112.0), (150.0, 134.0, 118.0), (176.0, 160.0, 130.0))
+_CONTAINERS = ((40.0, 80.0, 150.0), (190.0, 90.0, 40.0), (60.0, 120.0, 70.0), (150.0, 40.0, 40.0))
+_ROOFS = ((172.0, 76.0, 58.0), (128.0, 86.0, 62.0), (72.0, 74.0, 82.0), (128.0, 128.0, 134.0), (150.0, 100.0, 80.0))
+_ROOF_WEIGHTS = (0.35, 0.15, 0.2, 0.2, 0.1)
+_FLAT_ROOFS = ((184.0, 182.0, 176.0), (120.0, 122.0, 126.0), (160.0, 156.0, 148.0))
+_TREES = ((46.0, 82.0, 38.0), (56.0, 92.0, 42.0), (36.0, 64.0, 36.0), (74.0, 96.0, 42.0))
+_CARS = (
+    (226.0, 226.0, 224.0), (30.0, 30.0, 34.0), (170.0, 172.0, 178.0), (104.0, 108.0, 112.0),
+    (170.0, 32.0, 30.0), (36.0, 62.0, 140.0), (26.0, 40.0, 80.0), (200.0, 180.0, 40.0),
+)
+_CAR_WEIGHTS = (0.22, 0.18, 0.2, 0.14, 0.08, 0.09, 0.06, 0.03)
+_GLASS = (40.0, 46.0, 56.0)
+_ASPHALT = (96.0, 97.0, 100.0)
+_SIDEWALK = (168.0, 164.0, 158.0)
+_MARKING = (222.0, 222.0, 214.0)
+
+
+def _pick(r: np.random.Generator, colors: tuple[Color, ...], weights=None, jitter: float = 0.06) -> Color:
+    """One palette colour, brightness and tint varied a little so objects differ."""
+    base = colors[r.choice(len(colors), p=weights)]
+    k = 1.0 + jitter * (2 * r.random() - 1)
+    return tuple(min(255.0, c * k * (1.0 + 0.03 * (2 * r.random() - 1))) for c in base)
+
+
+# --------------------------------------------------------------------------- canvas
+
+
+class _Canvas:
+    """One window of the scene: label and RGB being painted, plus shared texture fields."""
+
+    def __init__(self, row0: int, col0: int, h: int, w: int, pixel_size: float, seed: int) -> None:
+        self.row0, self.col0, self.h, self.w, self.ps = row0, col0, h, w, pixel_size
+        rows = np.arange(row0, row0 + h, dtype=np.int64)
+        cols = np.arange(col0, col0 + w, dtype=np.int64)
+        # Pixel-centre coordinates in metres from the scene corner; computed from global indices
+        # only, so every window sees bit-identical values for the same pixel.
+        self.y = ((rows + 0.5) * pixel_size).astype(np.float32)[:, None]
+        self.x = ((cols + 0.5) * pixel_size).astype(np.float32)[None, :]
+        self.rows = rows.astype(np.uint32)[:, None]
+        self.cols = cols.astype(np.uint32)[None, :]
+        self.seed = seed
+        self.label = np.empty((h, w), np.uint8)
+        self.rgb = np.empty((3, h, w), np.uint8)
+        self.shadow = np.zeros((h, w), bool)
+        self.mottle = self._value_noise(max(2, round(5.0 / pixel_size)), _salt(seed, _SALT_MOTTLE))
+        # Grain: clumps of about 0.4 m for foliage, gravel and wear.
+        g = max(1, round(0.4 / pixel_size))
+        grain = _hash2(self.rows // _U32(g), self.cols // _U32(g), _salt(seed, _SALT_GRAIN))
+        self.grain = (grain >> _U32(8)).astype(np.float32) * np.float32(2.0 / (1 << 24)) - np.float32(1.0)
+
+    def _value_noise(self, scale: int, salt: int) -> np.ndarray:
+        """Smooth noise in [0.8, 1.2]: a hashed lattice every `scale` px, bilinearly blended."""
+        gy0, gx0 = self.row0 // scale, self.col0 // scale
+        ny = (self.row0 + self.h - 1) // scale - gy0 + 2
+        nx = (self.col0 + self.w - 1) // scale - gx0 + 2
+        ly = np.arange(gy0, gy0 + ny, dtype=np.uint32)[:, None]
+        lx = np.arange(gx0, gx0 + nx, dtype=np.uint32)[None, :]
+        lattice = (_hash2(ly, lx, salt) >> _U32(8)).astype(np.float32) * np.float32(0.4 / (1 << 24)) + np.float32(0.8)
+        iy = (self.rows[:, 0] // scale - gy0).astype(np.intp)
+        ix = (self.cols[0] // scale - gx0).astype(np.intp)
+        fy = ((self.rows[:, 0] % scale).astype(np.float32) + np.float32(0.5)) / np.float32(scale)
+        fx = ((self.cols[0] % scale).astype(np.float32) + np.float32(0.5)) / np.float32(scale)
+        fy, fx = fy * fy * (3 - 2 * fy), fx * fx * (3 - 2 * fx)  # smoothstep hides the lattice
+        across = lattice[:, ix] * (1 - fx) + lattice[:, ix + 1] * fx  # (ny, w): small
+        fy = fy[:, None]
+        return across[iy] * (1 - fy) + across[iy + 1] * fy
+
+    def span(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice] | None:
+        """Slices of the pixels whose centres lie in [x0, x1) x [y0, y1), or None if none do."""
+        ps = self.ps
+        c0 = max(self.col0, math.ceil(x0 / ps - 0.5))
+        c1 = min(self.col0 + self.w, math.ceil(x1 / ps - 0.5))
+        r0 = max(self.row0, math.ceil(y0 / ps - 0.5))
+        r1 = min(self.row0 + self.h, math.ceil(y1 / ps - 0.5))
+        if c0 >= c1 or r0 >= r1:
+            return None
+        return slice(r0 - self.row0, r1 - self.row0), slice(c0 - self.col0, c1 - self.col0)
+
+    def box_uv(self, box: _Box, pad: float = 0.0):
+        """(slices, u, v) of the box's bounding box in box coordinates, or None off-window."""
+        ex, ey = box.reach()
+        sl = self.span(box.cx - ex - pad, box.cx + ex + pad, box.cy - ey - pad, box.cy + ey + pad)
+        if sl is None:
+            return None
+        dx = self.x[:, sl[1]] - np.float32(box.cx)
+        dy = self.y[sl[0], :] - np.float32(box.cy)
+        return sl, dx * np.float32(box.c) + dy * np.float32(box.s), dy * np.float32(box.c) - dx * np.float32(box.s)
+
+    def fill(self, sl, mask, cls: int, color: Color, shade) -> None:
+        """Paint class `cls` and colour * shade where mask (None: the whole slice) holds."""
+        ys, xs = sl
+        label = self.label[ys, xs]
+        if mask is None:
+            label[...] = cls
+            for b in range(3):
+                self.rgb[b, ys, xs] = np.minimum(np.float32(color[b]) * shade, np.float32(255))
+            return
+        label[mask] = cls
+        s = shade[mask] if isinstance(shade, np.ndarray) else shade
+        for b in range(3):
+            self.rgb[b, ys, xs][mask] = np.minimum(np.float32(color[b]) * s, np.float32(255))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Apply shadows and per-pixel sensor noise; return (rgb, label) as uint8."""
+        if self.shadow.any():
+            # Shadows are dark and a little blue (lit by the sky only).
+            for b, k in enumerate((100, 112, 138)):
+                band = self.rgb[b]
+                band[self.shadow] = (band[self.shadow].astype(np.uint16) * k >> 8).astype(np.uint8)
+        h = _hash2(self.rows, self.cols, _salt(self.seed, _SALT_NOISE))
+        lum = (h & _U32(15)).astype(np.int16) - np.int16(7)
+        out = np.empty_like(self.rgb)
+        for b in range(3):
+            chroma = ((h >> _U32(4 + 3 * b)) & _U32(7)).astype(np.int16) - np.int16(3)
+            val = self.rgb[b].astype(np.int16)
+            val += lum
+            val += chroma
+            np.clip(val, 0, 255, out=val)
+            out[b] = val
+        return out, self.label
+
+
+# --------------------------------------------------------------------------- layout (pure functions of the seed)
+
+
+class _City:
+    """The hashed city of one seed: street lines, street segments and cell plans, all cached."""
+
+    def __init__(self, seed: int, pixel_size: float) -> None:
+        self.seed, self.ps = seed, pixel_size
+        r = _rng(seed, _SALT_SUN)
+        # Sun in the south (northern-hemisphere UTM), so shadows fall roughly north (up, -y).
+        azimuth = r.uniform(-0.7, 0.7)
+        self.sun_k = r.uniform(0.45, 0.8)  # shadow length per metre of height
+        self.sun_dir = (math.sin(azimuth), -math.cos(azimuth))
+        self.line = lru_cache(maxsize=4096)(self._make_line)
+        self.segment = lru_cache(maxsize=4096)(self._make_segment)
+        self.cell = lru_cache(maxsize=1024)(self._make_cell)
+
+    def shadow_offset(self, height: float) -> tuple[float, float]:
+        length = min(_MAX_SHADOW, height * self.sun_k)
+        return self.sun_dir[0] * length, self.sun_dir[1] * length
+
+    # --- streets
+
+    def _make_line(self, axis: int, k: int) -> _Line:
+        r = _rng(self.seed, _SALT_LINE, axis, k)
+        pos = k * _CELL + _JITTER * (2 * r.random() - 1)
+        width = r.uniform(7.0, 14.0)
+        return _Line(pos, width, walk=r.uniform(0.14, 0.2) * width)
+
+    def _make_segment(self, axis: int, k: int, m: int) -> _Segment:
+        """Street `axis` (0: vertical, 1: horizontal) number k, between crossing lines m and m+1."""
+        r = _rng(self.seed, _SALT_SEGMENT, axis, k, m)
+        line, a, b = self.line(axis, k), self.line(1 - axis, m), self.line(1 - axis, m + 1)
+        seg = _Segment(
+            present=r.random() < 0.8, vertical=axis == 0, centre=line.pos, width=line.width, walk=line.walk,
+            lo=a.pos - a.width / 2, hi=b.pos + b.width / 2,
+            open_lo=a.pos + a.width / 2, open_hi=b.pos - b.width / 2,
+        )
+        if not seg.present:
+            return seg
+        return _Segment(**{f: getattr(seg, f) for f in seg.__slots__ if f != "cars"}, cars=self._street_cars(r, seg))
+
+    def _street_cars(self, r: np.random.Generator, seg: _Segment) -> tuple[_Car, ...]:
+        """Cars parked along both kerbs, plus a few driving in the lanes."""
+        cars = []
+        half = seg.width / 2 - seg.walk  # asphalt half width
+        slots = []
+        for side in (-1.0, 1.0):
+            t = seg.open_lo + r.uniform(1.0, 4.0)
+            while t + 3.0 < seg.open_hi:
+                if r.random() < 0.3:
+                    slots.append((seg.centre + side * (half - 1.2), t + 2.4, r.random() < 0.5))
+                t += r.uniform(5.6, 7.0)
+        for lane in (-1.0, 1.0):
+            if r.random() < 0.35 and seg.open_hi - seg.open_lo > 12:
+                slots.append((seg.centre + lane * half * 0.35, r.uniform(seg.open_lo + 3, seg.open_hi - 3), lane > 0))
+        for across, along, forward in slots:
+            angle = (math.pi / 2 if seg.vertical else 0.0) + (0.0 if forward else math.pi) + r.normal(0, 0.03)
+            x, y = (across, along) if seg.vertical else (along, across)
+            cars.append(_car(r, x, y, angle))
+        return tuple(cars)
+
+    # --- cells
+
+    def _make_cell(self, i: int, j: int) -> _Cell:
+        west, east, north, south = self.line(0, j), self.line(0, j + 1), self.line(1, i), self.line(1, i + 1)
+        rect = (west.pos, east.pos, north.pos, south.pos)
+
+        def inset(line: _Line, seg: _Segment) -> float:
+            return line.width / 2 + 0.5 if seg.present else 1.5
+
+        inner = (
+            west.pos + inset(west, self.segment(0, j, i)),
+            east.pos - inset(east, self.segment(0, j + 1, i)),
+            north.pos + inset(north, self.segment(1, i, j)),
+            south.pos - inset(south, self.segment(1, i + 1, j)),
+        )
+        r = _rng(self.seed, _SALT_CELL, i, j)
+        kind = r.choice(len(_CELL_KINDS), p=_CELL_WEIGHTS)
+        return _CELL_KINDS[kind][1](self, r, rect, inner)
+
+
+# --------------------------------------------------------------------------- object factories
+
+
+def _car(r: np.random.Generator, x: float, y: float, angle: float) -> _Car:
+    box = _Box(x, y, r.uniform(2.0, 2.45), r.uniform(0.85, 0.98), math.cos(angle), math.sin(angle))
+    return _Car(box, _pick(r, _CARS, _CAR_WEIGHTS, jitter=0.04))
+
+
+def _tree(r: np.random.Generator, x: float, y: float, radius: float | None = None) -> _Tree:
+    """A crown: a core disc plus a few lobes, so outlines are irregular."""
+    rad = radius if radius is not None else r.uniform(2.0, 5.5)
+    discs = [(x, y, rad)]
+    for _ in range(r.integers(2, 5)):
+        a, d = r.uniform(0, 2 * math.pi), r.uniform(0.35, 0.65) * rad
+        discs.append((x + d * math.cos(a), y + d * math.sin(a), rad * r.uniform(0.45, 0.75)))
+    return _Tree(tuple(discs), _pick(r, _TREES, jitter=0.1), height=r.uniform(5.0, 16.0))
+
+
+def _place_trees(r, inner, n: int, avoid: tuple[_Building, ...] = (), rmin=2.0, rmax=5.5) -> list[_Tree]:
+    """Up to n trees with centres inside `inner`, kept off the buildings' footprints."""
+    x0, x1, y0, y1 = inner
+    trees = []
+    for _ in range(n):
+        for _try in range(6):
+            rad = r.uniform(rmin, rmax)
+            x, y = r.uniform(x0, x1), r.uniform(y0, y1)
+            if not any(_near_box(bx, x, y, 0.4 * rad) for b in avoid for bx in b.boxes):
+                trees.append(_tree(r, x, y, rad))
+                break
+    return trees
+
+
+def _near_box(box: _Box, x: float, y: float, pad: float) -> bool:
+    dx, dy = x - box.cx, y - box.cy
+    u, v = dx * box.c + dy * box.s, dy * box.c - dx * box.s
+    return abs(u) < box.hu + pad and abs(v) < box.hv + pad
+
+
+def _building(r: np.random.Generator, lot: tuple[float, float, float, float], fill=(0.5, 0.85), big: bool = False) -> _Building:
+    """A footprint inside `lot`: a rectangle, rotated in a quarter of cases, or an L."""
+    lx0, lx1, ly0, ly1 = lot
+    lw, lh = lx1 - lx0, ly1 - ly0
+    hu, hv = lw * r.uniform(*fill) / 2, lh * r.uniform(*fill) / 2
+    hu, hv = min(hu, 30.0), min(hv, 30.0)
+    angle = 0.0 if r.random() < 0.75 else r.uniform(-0.6, 0.6)
+    c, s = math.cos(angle), math.sin(angle)
+    # Shrink a rotated footprint until its bounding box fits the lot.
+    ex, ey = abs(c) * hu + abs(s) * hv, abs(s) * hu + abs(c) * hv
+    k = min(1.0, lw / (2 * ex), lh / (2 * ey))
+    hu, hv, ex, ey = hu * k, hv * k, ex * k, ey * k
+    cx, cy = r.uniform(lx0 + ex, lx1 - ex), r.uniform(ly0 + ey, ly1 - ey)
+    if hv > hu:  # u runs along the long side: that is where a gable ridge goes
+        hu, hv, c, s = hv, hu, -s, c
+    boxes = [_Box(cx, cy, hu, hv, c, s)]
+    if angle == 0.0 and r.random() < 0.3:
+        boxes.append(_wing(r, boxes[0], lot))
+    area = 4 * hu * hv
+    gable = not big and area < 450 and r.random() < 0.7
+    color = _pick(r, _ROOFS, _ROOF_WEIGHTS) if gable else _pick(r, _FLAT_ROOFS)
+    details = ()
+    if not gable:  # roof fixtures: vents, skylights, plant rooms
+        fixtures = []
+        for _ in range(r.integers(1, 5)):
+            fu, fv = r.uniform(0.5, 2.5), r.uniform(0.5, 2.0)
+            if fu < hu - 1 and fv < hv - 1:
+                du, dv = r.uniform(-(hu - fu - 0.8), hu - fu - 0.8), r.uniform(-(hv - fv - 0.8), hv - fv - 0.8)
+                fb = boxes[0]
+                fixtures.append((_Box(cx + du * fb.c - dv * fb.s, cy + du * fb.s + dv * fb.c, fu, fv, fb.c, fb.s),
+                                 _pick(r, _FLAT_ROOFS, jitter=0.25)))
+        details = tuple(fixtures)
+    height = r.uniform(10.0, 18.0) if big else r.uniform(5.0, 14.0)
+    return _Building(tuple(boxes), color, gable, height, details)
+
+
+def _wing(r: np.random.Generator, main: _Box, lot) -> _Box:
+    """An axis-aligned wing off one end of `main`, clipped to the lot, making an L or T."""
+    lx0, lx1, ly0, ly1 = lot
+    along_x = abs(main.c) > 0.5
+    width = (main.hu if along_x else main.hv) * r.uniform(0.35, 0.6)
+    end = (main.cx if along_x else main.cy) + r.choice([-1, 1]) * ((main.hu if along_x else main.hv) - width)
+    side = r.choice([-1, 1])
+    depth = r.uniform(4.0, 12.0)
+    if along_x:
+        y_edge = main.cy + side * main.hv
+        y0, y1 = sorted((y_edge, min(max(y_edge + side * depth, ly0), ly1)))
+        return _Box(end, (y0 + y1) / 2, width, max(0.5, (y1 - y0) / 2 + 0.3))
+    x_edge = main.cx + side * main.hu
+    x0, x1 = sorted((x_edge, min(max(x_edge + side * depth, lx0), lx1)))
+    return _Box((x0 + x1) / 2, end, max(0.5, (x1 - x0) / 2 + 0.3), width)
+
+
+def _split(span: tuple[float, float], n: int, r: np.random.Generator) -> list[tuple[float, float]]:
+    """Cut an interval into n lots of slightly random sizes."""
+    a, b = span
+    cuts = sorted(r.uniform(0.8, 1.2, n))
+    edges = np.concatenate([[0.0], np.cumsum(cuts)]) / sum(cuts)
+    return [(a + (b - a) * edges[k], a + (b - a) * edges[k + 1]) for k in range(n)]
+
+
+def _clutter_patch(r: np.random.Generator, inner) -> _Patch:
+    """Bare soil, a gravel pile or a container: the misc ground ISPRS calls clutter."""
+    x0, x1, y0, y1 = inner
+    kind = r.choice(3, p=(0.5, 0.25, 0.25))
+    if kind == 0:
+        hu, hv = r.uniform(2.0, 7.0), r.uniform(2.0, 6.0)
+        style, color = "soil", _pick(r, _SOILS)
+    elif kind == 1:
+        hu, hv = r.uniform(1.5, 4.0), r.uniform(1.5, 3.5)
+        style, color = "pile", _pick(r, _SOILS, jitter=0.15)
+    else:
+        hu, hv = r.uniform(2.5, 6.0), r.uniform(1.2, 1.3)
+        style, color = "container", _pick(r, _CONTAINERS, jitter=0.1)
+    hu, hv = min(hu, (x1 - x0) / 2.5), min(hv, (y1 - y0) / 2.5)
+    cx, cy = r.uniform(x0 + hu, x1 - hu), r.uniform(y0 + hv, y1 - hv)
+    return _Patch(_Box(cx, cy, hu, hv), CLUTTER, style, color)
+
+
+def _plain(rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0), patches=(), buildings=(), trees=(), cars=()) -> _Cell:
+    return _Cell(rect, ground, style, color, rows, tuple(patches), tuple(buildings), tuple(trees), tuple(cars))
+
+
+def _urban_cell(city: _City, r, rect, inner) -> _Cell:
+    """Houses on lots, with yards, driveways, garden trees and the odd clutter."""
+    x0, x1, y0, y1 = inner
+    ground, style, color = [(LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.1)),
+                            (IMPERVIOUS, "paved", _pick(r, (_PAVING,))),
+                            (CLUTTER, "soil", _pick(r, _SOILS))][r.choice(3, p=(0.7, 0.26, 0.04))]
+    nx = 1 + int(x1 - x0 > 32) + int(x1 - x0 > 58 and r.random() < 0.5)
+    ny = 1 + int(y1 - y0 > 32) + int(y1 - y0 > 58 and r.random() < 0.5)
+    patches, buildings, cars = [], [], []
+    for lx in _split((x0, x1), nx, r):
+        for ly in _split((y0, y1), ny, r):
+            lot = (lx[0] + 1.0, lx[1] - 1.0, ly[0] + 1.0, ly[1] - 1.0)
+            if r.random() < 0.93:
+                buildings.append(_building(r, lot, fill=(0.55, 0.88)))
+            if r.random() < 0.45:  # a paved driveway / forecourt with maybe a car on it
+                px, py = r.uniform(lot[0] + 3, lot[1] - 3), r.uniform(lot[2] + 3, lot[3] - 3)
+                patches.append(_Patch(_Box(px, py, r.uniform(2.5, 4.5), r.uniform(2.5, 5.0)), IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+                if r.random() < 0.6:
+                    cars.append(_car(r, px, py, math.pi / 2 * r.integers(0, 4) + r.normal(0, 0.05)))
+    if r.random() < 0.3:
+        patches.append(_clutter_patch(r, inner))
+    trees = _place_trees(r, inner, int(r.integers(1, 6)), avoid=tuple(buildings))
+    return _plain(rect, ground, style, color, patches=patches, buildings=buildings, trees=trees, cars=cars)
+
+
+def _industrial_cell(city: _City, r, rect, inner) -> _Cell:
+    """One or two large flat-roofed halls on a paved yard with cars and containers."""
+    x0, x1, y0, y1 = inner
+    n = 1 + int(r.random() < 0.4)
+    buildings = [_building(r, (x0 + 2, x1 - 2, ly[0] + 1, ly[1] - 1), fill=(0.6, 0.9), big=True)
+                 for ly in _split((y0, y1), n, r)]
+    patches = [_clutter_patch(r, inner) for _ in range(r.integers(0, 3))]
+    cars = []
+    for _ in range(r.integers(2, 8)):
+        cx, cy = r.uniform(x0 + 2, x1 - 2), r.uniform(y0 + 2, y1 - 2)
+        if not any(_near_box(b, cx, cy, 2.5) for bl in buildings for b in bl.boxes):
+            cars.append(_car(r, cx, cy, math.pi / 2 * r.integers(0, 4)))
+    trees = _place_trees(r, inner, int(r.integers(0, 3)), avoid=tuple(buildings))
+    return _plain(rect, IMPERVIOUS, "paved", _pick(r, (_PAVING,)), patches=patches, buildings=buildings, trees=trees, cars=cars)
+
+
+def _park_cell(city: _City, r, rect, inner) -> _Cell:
+    """Lawn with groups of trees, a footpath and sometimes a sandpit."""
+    x0, x1, y0, y1 = inner
+    patches = []
+    if r.random() < 0.7:
+        if r.random() < 0.5:
+            patches.append(_Patch(_Box(r.uniform(x0 + 5, x1 - 5), (rect[2] + rect[3]) / 2, 1.2, (rect[3] - rect[2]) / 2),
+                                  IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+        else:
+            patches.append(_Patch(_Box((rect[0] + rect[1]) / 2, r.uniform(y0 + 5, y1 - 5), (rect[1] - rect[0]) / 2, 1.2),
+                                  IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+    if r.random() < 0.3:
+        patches.append(_clutter_patch(r, inner))
+    trees = []
+    for _ in range(r.integers(2, 5)):  # groves
+        gx, gy = r.uniform(x0, x1), r.uniform(y0, y1)
+        grove = (max(x0, gx - 9), min(x1, gx + 9), max(y0, gy - 9), min(y1, gy + 9))
+        trees += _place_trees(r, grove, int(r.integers(2, 6)))
+    return _plain(rect, LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.1), patches=patches, trees=trees)
+
+
+def _field_cell(city: _City, r, rect, inner) -> _Cell:
+    """A crop field with rows, sometimes a hedge of trees along one side."""
+    x0, x1, y0, y1 = inner
+    a = r.uniform(0, math.pi)
+    rows = (math.cos(a), math.sin(a), r.uniform(0.6, 1.6))
+    trees = []
+    if r.random() < 0.5:
+        edge = r.integers(4)
+        hedge = [(x0, x0 + 2, y0, y1), (x1 - 2, x1, y0, y1), (x0, x1, y0, y0 + 2), (x0, x1, y1 - 2, y1)][edge]
+        trees = _place_trees(r, hedge, int(r.integers(4, 10)), rmin=2.0, rmax=4.0)
+    patches = [_clutter_patch(r, inner)] if r.random() < 0.15 else []
+    return _plain(rect, LOW_VEG, "field", _pick(r, _FIELDS), rows=rows, patches=patches, trees=trees)
+
+
+def _forest_cell(city: _City, r, rect, inner) -> _Cell:
+    """A wood: crowns close enough to hide most of the floor."""
+    trees = _place_trees(r, inner, int(r.integers(30, 50)), rmin=3.0, rmax=6.0)
+    return _plain(rect, LOW_VEG, "forest", _pick(r, (_FOREST_FLOOR,)), trees=trees)
+
+
+def _parking_cell(city: _City, r, rect, inner) -> _Cell:
+    """A car park: rows of stalls, most of them taken."""
+    x0, x1, y0, y1 = inner
+    cars = []
+    y = y0 + 3.0
+    while y + 2.5 < y1:
+        x = x0 + r.uniform(1.5, 2.5)
+        while x + 1.3 < x1:
+            if r.random() < 0.6:
+                cars.append(_car(r, x, y, math.pi / 2 + math.pi * r.integers(0, 2) + r.normal(0, 0.04)))
+            x += r.uniform(2.5, 2.9)
+        y += r.choice([5.5, 8.5])  # back-to-back rows, then an aisle
+    trees = _place_trees(r, (x0, x1, y0, y0 + 1.0) if r.random() < 0.5 else (x0, x1, y1 - 1.0, y1), int(r.integers(0, 6)))
+    return _plain(rect, IMPERVIOUS, "paved", _pick(r, (_PAVING,)), cars=cars, trees=trees)
+
+
+def _bare_cell(city: _City, r, rect, inner) -> _Cell:
+    """Waste ground or a building site: bare soil, piles, containers, maybe a shed."""
+    x0, x1, y0, y1 = inner
+    patches = [_clutter_patch(r, inner) for _ in range(r.integers(2, 6))]
+    buildings = [_building(r, (x0 + 5, x0 + 20, y0 + 5, y0 + 20))] if r.random() < 0.4 else []
+    trees = _place_trees(r, inner, int(r.integers(0, 4)), avoid=tuple(buildings))
+    # Part of the lot is overgrown: rough grass keeps clutter near its ISPRS share.
+    gx = r.uniform(x0, x1)
+    patches.insert(0, _Patch(_Box((gx + x1) / 2 + 2, (rect[2] + rect[3]) / 2, (x1 - gx) / 2 + 2, (rect[3] - rect[2]) / 2),
+                             LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.15)))
+    return _plain(rect, CLUTTER, "soil", _pick(r, _SOILS), patches=patches, buildings=buildings, trees=trees)
+
+
+# Cell kinds and how common they are; tuned for ISPRS-like class shares (see tests).
+_CELL_KINDS = (
+    ("urban", _urban_cell),
+    ("industrial", _industrial_cell),
+    ("park", _park_cell),
+    ("field", _field_cell),
+    ("forest", _forest_cell),
+    ("parking", _parking_cell),
+    ("bare", _bare_cell),
+)
+_CELL_WEIGHTS = (0.44, 0.1, 0.11, 0.1, 0.07, 0.08, 0.1)
+
+
+# --------------------------------------------------------------------------- painters
+
+
+def _paint_ground(cv: _Canvas, cell: _Cell) -> None:
+    x0, x1, y0, y1 = cell.rect
+    sl = cv.span(x0, x1, y0, y1)
+    if sl is not None:
+        cv.fill(sl, None, cell.ground, cell.color, _ground_shade(cv, sl, cell.style, cell.rows))
+
+
+def _ground_shade(cv: _Canvas, sl, style: str, rows=(1.0, 0.0, 1.0)) -> np.ndarray:
+    """Brightness texture of a ground cover over the slice `sl`."""
+    ys, xs = sl
+    m = cv.mottle[ys, xs]
+    g = cv.grain[ys, xs]
+    if style == "field":
+        dx, dy, period = rows
+        t = _frac((cv.x[:, xs] * np.float32(dx / period)) + (cv.y[ys, :] * np.float32(dy / period)))
+        return m * (np.float32(0.78) + np.float32(0.44) * np.abs(t - np.float32(0.5)))
+    if style == "soil":
+        return m * m * (np.float32(1.0) + np.float32(0.08) * g)
+    if style == "forest":
+        return m * (np.float32(0.9) + np.float32(0.15) * g)
+    if style == "paved":
+        return np.float32(0.9) + np.float32(0.1) * m + np.float32(0.03) * g
+    return m * (np.float32(0.97) + np.float32(0.05) * g)  # lawn
+
+
+def _paint_patch(cv: _Canvas, p: _Patch) -> None:
+    got = cv.box_uv(p.box)
+    if got is None:
+        return
+    sl, u, v = got
+    box = p.box
+    if p.style == "pile":
+        q = (u / np.float32(box.hu)) ** 2 + (v / np.float32(box.hv)) ** 2
+        mask = q < 1
+        shade = (np.float32(1.15) - np.float32(0.35) * q) * (np.float32(1.0) + np.float32(0.15) * cv.grain[sl])
+    else:
+        mask = (np.abs(u) < box.hu) & (np.abs(v) < box.hv)
+        if p.style == "container":  # corrugated roof: ribs across the long side
+            shade = np.float32(0.85) + np.float32(0.3) * (_frac(u * np.float32(2.5)) < 0.5)
+        else:
+            shade = _ground_shade(cv, sl, p.style)
+    cv.fill(sl, mask, p.cls, p.color, shade)
+
+
+def _segment_rect(seg: _Segment, half: float, lo: float, hi: float) -> tuple[float, float, float, float]:
+    if seg.vertical:
+        return seg.centre - half, seg.centre + half, lo, hi
+    return lo, hi, seg.centre - half, seg.centre + half
+
+
+def _paint_sidewalk(cv: _Canvas, seg: _Segment) -> None:
+    sl = cv.span(*_segment_rect(seg, seg.width / 2, seg.lo, seg.hi))
+    if sl is None:
+        return
+    ys, xs = sl
+    # Paving slabs: darker joints every 1.5 m.
+    joints = (_frac(cv.x[:, xs] * np.float32(1 / 1.5)) < 0.08) | (_frac(cv.y[ys, :] * np.float32(1 / 1.5)) < 0.08)
+    shade = (np.float32(1.0) - np.float32(0.12) * joints) * (np.float32(0.94) + np.float32(0.06) * cv.mottle[ys, xs])
+    cv.fill(sl, None, IMPERVIOUS, _SIDEWALK, shade)
+
+
+def _paint_asphalt(cv: _Canvas, seg: _Segment) -> None:
+    half = seg.width / 2 - seg.walk
+    sl = cv.span(*_segment_rect(seg, half, seg.lo, seg.hi))
+    if sl is None:
+        return
+    ys, xs = sl
+    across = (cv.x[:, xs] if seg.vertical else cv.y[ys, :]) - np.float32(seg.centre)
+    # Wheel tracks: slightly darker bands at a quarter of each lane from its edges.
+    lane = np.abs(across) / np.float32(max(half, 1.0))
+    tracks = np.abs(lane - np.float32(0.5)) < np.float32(0.12)
+    shade = (np.float32(0.88) + np.float32(0.14) * cv.mottle[ys, xs] + np.float32(0.04) * cv.grain[ys, xs]) \
+        * (np.float32(1.0) - np.float32(0.07) * tracks)
+    cv.fill(sl, None, IMPERVIOUS, _ASPHALT, shade)
+
+
+def _paint_marking(cv: _Canvas, seg: _Segment) -> None:
+    """A dashed centre line between the crossings (3 m dash, 3 m gap)."""
+    if seg.width < 9.0:
+        return
+    half = max(0.08, 0.6 * cv.ps)
+    sl = cv.span(*_segment_rect(seg, half, seg.open_lo + 1.0, seg.open_hi - 1.0))
+    if sl is None:
+        return
+    ys, xs = sl
+    along = cv.y[ys, :] if seg.vertical else cv.x[:, xs]
+    dash = _frac(along * np.float32(1 / 6.0)) < 0.5
+    dash = np.broadcast_to(dash, (ys.stop - ys.start, xs.stop - xs.start))
+    cv.fill(sl, dash, IMPERVIOUS, _MARKING, np.float32(1.0))
+
+
+def _paint_car(cv: _Canvas, car: _Car) -> None:
+    got = cv.box_uv(car.box)
+    if got is None:
+        return
+    sl, u, v = got
+    b = car.box
+    mask = (np.abs(u) < b.hu) & (np.abs(v) < b.hv)
+    # Rounded body: darker towards the sides.
+    shade = np.float32(1.05) - np.float32(0.25) * (v / np.float32(b.hv)) ** 2
+    cv.fill(sl, mask, CAR, car.color, shade)
+    t = u / np.float32(b.hu)  # -1 rear .. +1 front
+    glass = mask & (((t > 0.12) & (t < 0.45)) | ((t > -0.78) & (t < -0.58))) & (np.abs(v) < b.hv * 0.82)
+    cv.fill(sl, glass, CAR, _GLASS, np.float32(1.0))
+
+
+def _paint_building(cv: _Canvas, bld: _Building) -> None:
+    for box in bld.boxes:
+        got = cv.box_uv(box)
+        if got is None:
+            continue
+        sl, u, v = got
+        au, av = np.abs(u), np.abs(v)
+        mask = (au < box.hu) & (av < box.hv)
+        if bld.gable:
+            # Two roof planes, one facing the sun; tile courses parallel to the ridge.
+            plane = np.where(v * np.float32(-box.s * 0 + 1) >= 0, np.float32(1.06), np.float32(0.8))
+            tiles = np.float32(1.0) - np.float32(0.1) * (_frac(av * np.float32(1 / 0.4)) < 0.3)
+            ridge = np.float32(1.0) + np.float32(0.12) * (av < 0.25)
+            shade = plane * tiles * ridge
+        else:
+            # Flat roof: a lighter parapet and gentle staining.
+            edge = (au > box.hu - 0.5) | (av > box.hv - 0.5)
+            shade = (np.float32(1.0) + np.float32(0.12) * edge) * (np.float32(0.93) + np.float32(0.07) * cv.mottle[sl])
+        cv.fill(sl, mask, BUILDING, bld.color, shade)
+    for box, color in bld.details:
+        got = cv.box_uv(box)
+        if got is not None:
+            sl, u, v = got
+            cv.fill(sl, (np.abs(u) < box.hu) & (np.abs(v) < box.hv), BUILDING, color, np.float32(1.0))
+
+
+def _cast_building_shadow(cv: _Canvas, city: _City, bld: _Building) -> None:
+    """Mark the ground swept by the footprint moved towards the shadow offset (t in [0, 1])."""
+    ox, oy = city.shadow_offset(bld.height)
+    for box in bld.boxes:
+        ou, ov = ox * box.c + oy * box.s, oy * box.c - ox * box.s
+        ex, ey = box.reach()
+        sl = cv.span(box.cx - ex + min(ox, 0), box.cx + ex + max(ox, 0), box.cy - ey + min(oy, 0), box.cy + ey + max(oy, 0))
+        if sl is None:
+            continue
+        dx = cv.x[:, sl[1]] - np.float32(box.cx)
+        dy = cv.y[sl[0], :] - np.float32(box.cy)
+        u = dx * np.float32(box.c) + dy * np.float32(box.s)
+        v = dy * np.float32(box.c) - dx * np.float32(box.s)
+        lo = np.zeros(np.broadcast_shapes(u.shape, v.shape), np.float32)
+        hi = np.ones_like(lo)
+        for w, ow, hw in ((u, ou, box.hu), (v, ov, box.hv)):
+            if abs(ow) < 1e-6:
+                inside = np.abs(w) < hw
+                hi = np.where(inside, hi, np.float32(-1.0))
+                continue
+            a, b = (w - np.float32(hw)) / np.float32(ow), (w + np.float32(hw)) / np.float32(ow)
+            lo = np.maximum(lo, np.minimum(a, b))
+            hi = np.minimum(hi, np.maximum(a, b))
+        cv.shadow[sl] |= lo <= hi
+
+
+def _tree_mask(cv: _Canvas, tree: _Tree, ox: float = 0.0, oy: float = 0.0):
+    """(slices, mask, squared distance to the core's centre) of a crown moved by (ox, oy)."""
+    x0 = min(x - r for x, _, r in tree.discs) + ox
+    x1 = max(x + r for x, _, r in tree.discs) + ox
+    y0 = min(y - r for _, y, r in tree.discs) + oy
+    y1 = max(y + r for _, y, r in tree.discs) + oy
+    sl = cv.span(x0, x1, y0, y1)
+    if sl is None:
+        return None
+    xs, ys = cv.x[:, sl[1]], cv.y[sl[0], :]
+    mask = None
+    core_d2 = None
+    for x, y, r in tree.discs:
+        dx, dy = xs - np.float32(x + ox), ys - np.float32(y + oy)
+        d2 = dx * dx + dy * dy
+        inside = d2 < np.float32(r * r)
+        mask = inside if mask is None else mask | inside
+        if core_d2 is None:
+            core_d2 = d2
+    return sl, mask, core_d2
+
+
+def _cast_tree_shadow(cv: _Canvas, city: _City, tree: _Tree) -> None:
+    ox, oy = city.shadow_offset(tree.height)
+    got = _tree_mask(cv, tree, ox, oy)
+    if got is not None:
+        sl, mask, _ = got
+        cv.shadow[sl] |= mask
+
+
+def _paint_tree(cv: _Canvas, city: _City, tree: _Tree) -> None:
+    got = _tree_mask(cv, tree)
+    if got is None:
+        return
+    sl, mask, d2 = got
+    x, y, r = tree.discs[0]
+    reach = max(math.hypot(dx - x, dy - y) + dr for dx, dy, dr in tree.discs)
+    # Lighter rim and sunlit side, dark core, leafy clumps from the grain field.
+    rim = np.float32(0.72) + np.float32(0.45 / (reach * reach)) * d2
+    sx, sy = city.sun_dir
+    toward_sun = (cv.x[:, sl[1]] - np.float32(x)) * np.float32(-sx / reach) + (cv.y[sl[0], :] - np.float32(y)) * np.float32(-sy / reach)
+    shade = (rim + np.float32(0.12) * toward_sun) * (np.float32(1.0) + np.float32(0.2) * cv.grain[sl])
+    cv.fill(sl, mask, TREE, tree.color, np.maximum(shade, np.float32(0.3)))
+
+
+# --------------------------------------------------------------------------- window renderer
+
+
+def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGB (3, h, w) and label (h, w) for one window, both uint8."""
+    cv = _Canvas(row0, col0, h, w, city.ps, city.seed)
+    ps = city.ps
+    wx0, wx1, wy0, wy1 = col0 * ps, (col0 + w) * ps, row0 * ps, (row0 + h) * ps
+    # Line indices whose cells or streets can reach the window (a line is within _JITTER of k * _CELL).
+    j0 = math.floor((wx0 - _MARGIN - _JITTER) / _CELL) - 1
+    j1 = math.ceil((wx1 + _MARGIN + _JITTER) / _CELL) + 1
+    i0 = math.floor((wy0 - _MARGIN - _JITTER) / _CELL) - 1
+    i1 = math.ceil((wy1 + _MARGIN + _JITTER) / _CELL) + 1
+
+    def meets(rect, pad: float) -> bool:
+        x0, x1, y0, y1 = rect
+        return x0 - pad < wx1 and x1 + pad > wx0 and y0 - pad < wy1 and y1 + pad > wy0
+
+    cells = [c for i in range(i0, i1) for j in range(j0, j1)
+             if meets((c := city.cell(i, j)).rect, _MARGIN)]
+    segments = [s for s in (
+        [city.segment(0, j, i) for j in range(j0, j1 + 1) for i in range(i0, i1)]
+        + [city.segment(1, i, j) for i in range(i0, i1 + 1) for j in range(j0, j1)]
+    ) if s.present and meets(_segment_rect(s, s.width / 2, s.lo, s.hi), 0.0)]
+
+    for cell in cells:
+        _paint_ground(cv, cell)
+    for cell in cells:
+        for patch in cell.patches:
+            _paint_patch(cv, patch)
+    for painter in (_paint_sidewalk, _paint_asphalt, _paint_marking):
+        for seg in segments:
+            painter(cv, seg)
+    for car in [c for seg in segments for c in seg.cars] + [c for cell in cells for c in cell.cars]:
+        _paint_car(cv, car)
+    for cell in cells:
+        for bld in cell.buildings:
+            _cast_building_shadow(cv, city, bld)
+    cv.shadow &= cv.label != BUILDING  # a roof is not shaded by itself or its neighbours
+    for cell in cells:
+        for bld in cell.buildings:
+            _paint_building(cv, bld)
+    for cell in cells:
+        for tree in cell.trees:
+            _cast_tree_shadow(cv, city, tree)
+    for cell in cells:
+        for tree in cell.trees:
+            _paint_tree(cv, city, tree)
+    return cv.finish()
