@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -287,13 +287,16 @@ class _Canvas:
         for b in range(3):
             self.rgb[b, ys, xs][mask] = np.minimum(np.float32(color[b]) * s, np.float32(255))
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """Apply shadows and per-pixel sensor noise; return (rgb, label) as uint8."""
+    def apply_shadow(self) -> None:
+        """Darken the shadow mask once, so overlapping shadows are no darker than one."""
         if self.shadow.any():
             # Shadows are dark and a little blue (lit by the sky only).
             for b, k in enumerate((100, 112, 138)):
                 band = self.rgb[b]
                 band[self.shadow] = (band[self.shadow].astype(np.uint16) * k >> 8).astype(np.uint8)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Add per-pixel sensor noise; return (rgb, label) as uint8."""
         h = _hash2(self.rows, self.cols, _salt(self.seed, _SALT_NOISE))
         lum = (h & _U32(15)).astype(np.int16) - np.int16(7)
         out = np.empty_like(self.rgb)
@@ -347,7 +350,7 @@ class _City:
         )
         if not seg.present:
             return seg
-        return _Segment(**{f: getattr(seg, f) for f in seg.__slots__ if f != "cars"}, cars=self._street_cars(r, seg))
+        return replace(seg, cars=self._street_cars(r, seg))
 
     def _street_cars(self, r: np.random.Generator, seg: _Segment) -> tuple[_Car, ...]:
         """Cars parked along both kerbs, plus a few driving in the lanes."""
@@ -464,20 +467,19 @@ def _building(r: np.random.Generator, lot: tuple[float, float, float, float], fi
 
 
 def _wing(r: np.random.Generator, main: _Box, lot) -> _Box:
-    """An axis-aligned wing off one end of `main`, clipped to the lot, making an L or T."""
+    """An axis-aligned wing off one end of an axis-aligned `main`, kept in the lot: an L shape."""
     lx0, lx1, ly0, ly1 = lot
-    along_x = abs(main.c) > 0.5
-    width = (main.hu if along_x else main.hv) * r.uniform(0.35, 0.6)
-    end = (main.cx if along_x else main.cy) + r.choice([-1, 1]) * ((main.hu if along_x else main.hv) - width)
-    side = r.choice([-1, 1])
-    depth = r.uniform(4.0, 12.0)
-    if along_x:
-        y_edge = main.cy + side * main.hv
-        y0, y1 = sorted((y_edge, min(max(y_edge + side * depth, ly0), ly1)))
-        return _Box(end, (y0 + y1) / 2, width, max(0.5, (y1 - y0) / 2 + 0.3))
-    x_edge = main.cx + side * main.hu
-    x0, x1 = sorted((x_edge, min(max(x_edge + side * depth, lx0), lx1)))
-    return _Box((x0 + x1) / 2, end, max(0.5, (x1 - x0) / 2 + 0.3), width)
+    ex, ey = main.reach()
+    end, side, depth = r.choice([-1.0, 1.0]), r.choice([-1.0, 1.0]), r.uniform(4.0, 12.0)
+    if ex >= ey:  # long side along x: the wing sticks out north or south
+        half = ex * r.uniform(0.2, 0.35)
+        edge = main.cy + side * ey
+        y0, y1 = sorted((edge - side * 0.5, min(max(edge + side * depth, ly0), ly1)))
+        return _Box(main.cx + end * (ex - half), (y0 + y1) / 2, half, (y1 - y0) / 2)
+    half = ey * r.uniform(0.2, 0.35)
+    edge = main.cx + side * ex
+    x0, x1 = sorted((edge - side * 0.5, min(max(edge + side * depth, lx0), lx1)))
+    return _Box((x0 + x1) / 2, main.cy + end * (ey - half), (x1 - x0) / 2, half)
 
 
 def _split(span: tuple[float, float], n: int, r: np.random.Generator) -> list[tuple[float, float]]:
@@ -616,7 +618,7 @@ def _bare_cell(city: _City, r, rect, inner) -> _Cell:
     trees = _place_trees(r, inner, int(r.integers(0, 4)), avoid=tuple(buildings))
     # Part of the lot is overgrown: rough grass keeps clutter near its ISPRS share.
     gx = r.uniform(x0, x1)
-    patches.insert(0, _Patch(_Box((gx + x1) / 2 + 2, (rect[2] + rect[3]) / 2, (x1 - gx) / 2 + 2, (rect[3] - rect[2]) / 2),
+    patches.insert(0, _Patch(_Box((gx + rect[1]) / 2, (rect[2] + rect[3]) / 2, (rect[1] - gx) / 2, (rect[3] - rect[2]) / 2),
                              LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.15)))
     return _plain(rect, CLUTTER, "soil", _pick(r, _SOILS), patches=patches, buildings=buildings, trees=trees)
 
@@ -753,7 +755,7 @@ def _paint_building(cv: _Canvas, bld: _Building) -> None:
         mask = (au < box.hu) & (av < box.hv)
         if bld.gable:
             # Two roof planes, one facing the sun; tile courses parallel to the ridge.
-            plane = np.where(v * np.float32(-box.s * 0 + 1) >= 0, np.float32(1.06), np.float32(0.8))
+            plane = np.where(v >= 0, np.float32(1.06), np.float32(0.8))
             tiles = np.float32(1.0) - np.float32(0.1) * (_frac(av * np.float32(1 / 0.4)) < 0.3)
             ridge = np.float32(1.0) + np.float32(0.12) * (av < 0.25)
             shade = plane * tiles * ridge
@@ -858,8 +860,8 @@ def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[n
         x0, x1, y0, y1 = rect
         return x0 - pad < wx1 and x1 + pad > wx0 and y0 - pad < wy1 and y1 + pad > wy0
 
-    cells = [c for i in range(i0, i1) for j in range(j0, j1)
-             if meets((c := city.cell(i, j)).rect, _MARGIN)]
+    cells = [city.cell(i, j) for i in range(i0, i1) for j in range(j0, j1)]
+    cells = [c for c in cells if meets(c.rect, _MARGIN)]
     segments = [s for s in (
         [city.segment(0, j, i) for j in range(j0, j1 + 1) for i in range(i0, i1)]
         + [city.segment(1, i, j) for i in range(i0, i1 + 1) for j in range(j0, j1)]
@@ -878,14 +880,124 @@ def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[n
     for cell in cells:
         for bld in cell.buildings:
             _cast_building_shadow(cv, city, bld)
-    cv.shadow &= cv.label != BUILDING  # a roof is not shaded by itself or its neighbours
     for cell in cells:
         for bld in cell.buildings:
             _paint_building(cv, bld)
+    cv.shadow &= cv.label != BUILDING  # building shadows fall on the ground, not on roofs
     for cell in cells:
         for tree in cell.trees:
             _cast_tree_shadow(cv, city, tree)
+    cv.apply_shadow()  # before the crowns, which stand above every shadow
     for cell in cells:
         for tree in cell.trees:
             _paint_tree(cv, city, tree)
     return cv.finish()
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def scene_profile(
+    width: int,
+    height: int,
+    *,
+    pixel_size: float = 0.2,
+    origin: tuple[float, float] = (500000.0, 5400000.0),
+    epsg: int = 32632,
+    block: int = 512,
+    compress: str | None = "deflate",
+) -> dict:
+    """The rasterio profile both files share (one uint8 band; callers set count and photometric).
+
+    `origin` is the (easting, northing) of the scene's upper-left corner; rows run south.
+    """
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": CRS.from_epsg(epsg),
+        "transform": from_origin(origin[0], origin[1], pixel_size, pixel_size),
+        "nodata": None,
+        "tiled": True,
+        "blockxsize": block,
+        "blockysize": block,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if compress and compress.lower() != "none":
+        profile["compress"] = compress
+    return profile
+
+
+def _temp_path(path: Path) -> Path:
+    """A sibling name, so the final rename stays on one filesystem (and is atomic)."""
+    return path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix or '.tif'}")
+
+
+def _check_args(width: int, height: int, pixel_size: float, block: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"scene size must be positive, got {width}x{height}")
+    if not pixel_size > 0:
+        raise ValueError(f"pixel_size must be positive, got {pixel_size}")
+    if block < 16 or block % 16:
+        raise ValueError(f"block must be a positive multiple of 16 (a GeoTIFF tile side), got {block}")
+
+
+def write_synthetic_scene(
+    image_path: str | os.PathLike,
+    label_path: str | os.PathLike,
+    width: int,
+    height: int,
+    *,
+    seed: int = 0,
+    pixel_size: float = 0.2,
+    origin: tuple[float, float] = (500000.0, 5400000.0),
+    epsg: int = 32632,
+    block: int = 512,
+    compress: str | None = "deflate",
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write a synthetic RGB orthophoto and its ISPRS label raster, window by window.
+
+    Pixels depend only on (seed, pixel_size, row, column), not on `block`. Both files are
+    written under temporary sibling names and renamed into place once complete; on any
+    error the temporary files are removed. `progress(done_rows, total_rows)` is called
+    after each row of blocks.
+    """
+    _check_args(width, height, pixel_size, block)
+    image_path, label_path = Path(image_path), Path(label_path)
+    if image_path.resolve() == label_path.resolve():
+        raise ValueError("image_path and label_path must differ")
+    base = scene_profile(width, height, pixel_size=pixel_size, origin=origin, epsg=epsg, block=block, compress=compress)
+    image_profile = {**base, "count": 3, "photometric": "RGB"}
+    city = _City(int(seed), float(pixel_size))
+    # Windows are whole tiles side by side: at least _WINDOW_PX wide so small blocks
+    # do not multiply the per-window overhead, and never more than that, so memory stays flat.
+    step = block * max(1, _WINDOW_PX // block)
+    tmp_image, tmp_label = _temp_path(image_path), _temp_path(label_path)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB), \
+                rasterio.open(tmp_image, "w", **image_profile) as img, \
+                rasterio.open(tmp_label, "w", **base) as lab:
+            img.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+            img.descriptions = ("red", "green", "blue")
+            lab.write_colormap(1, {k: (*rgb, 255) for k, rgb in enumerate(ISPRS_COLORS)})
+            lab.descriptions = ("class",)
+            lab.update_tags(1, classes=",".join(ISPRS_CLASSES))
+            for row0 in range(0, height, block):
+                h = min(block, height - row0)
+                for col0 in range(0, width, step):
+                    w = min(step, width - col0)
+                    rgb, label = _render_window(city, row0, col0, h, w)
+                    window = Window(col0, row0, w, h)
+                    img.write(rgb, window=window)
+                    lab.write(label, 1, window=window)
+                if progress is not None:
+                    progress(row0 + h, height)
+        os.replace(tmp_image, image_path)
+        os.replace(tmp_label, label_path)
+    except BaseException:
+        for tmp in (tmp_image, tmp_label):
+            tmp.unlink(missing_ok=True)
+        raise

@@ -31,8 +31,11 @@ def models(as_json, no_flops):
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="rsinfer models (GFLOPs: 2 x multiply-adds, one tile, batch 1)")
-    for col in ("model", "params (M)", "GFLOPs", "tile", "overlap", "classes", "bands", "paper"):
-        table.add_column(col, justify="right" if col in ("params (M)", "GFLOPs", "tile", "overlap", "classes") else "left")
+    table.add_column("model", no_wrap=True)
+    for col in ("params (M)", "GFLOPs", "tile", "overlap", "classes"):
+        table.add_column(col, justify="right")
+    table.add_column("bands", overflow="fold")
+    table.add_column("paper", overflow="fold")
     for r in rows:
         table.add_row(r["name"], f"{r['params_m']:.2f}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}",
                       str(r["tile"]), str(r["overlap"]), str(r["classes"]), ",".join(r["bands"]), r["paper"] or "-")

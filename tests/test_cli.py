@@ -1,0 +1,78 @@
+"""The command line, through click's CliRunner."""
+import json
+import os
+
+import numpy as np
+import rasterio
+
+from rsinfer.cli.main import main
+
+from conftest import random_image
+
+
+def test_segment_writes_geotiff_and_reports_a_summary(runner, make_raster, tmp_path):
+    src = make_raster(random_image(300, 400))
+    out = tmp_path / "labels.tif"
+    res = runner.invoke(main, ["segment", str(src), "-o", str(out), "--device", "cpu", "--tile", "128", "--overlap", "32",
+                               "--blend", "linear", "--probs"])
+    assert res.exit_code == 0, res.output
+    assert "Mpx/s" in res.output and "peak RSS" in res.output
+    with rasterio.open(out) as ds:
+        assert (ds.width, ds.height) == (400, 300)
+        assert ds.read(1).max() < 6
+    assert os.path.exists(tmp_path / "labels_probs.tif")
+
+
+def test_segment_quiet_prints_nothing(runner, make_raster, tmp_path):
+    src = make_raster(random_image(64, 64))
+    res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.zarr"), "-q"])
+    assert res.exit_code == 0 and res.output == ""
+
+
+def test_bad_input_is_one_line_with_nonzero_exit(runner, tmp_path, real_data):
+    cases = [
+        (["segment", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o.tif")], "missing.tif: no such file"),
+        (["segment", str(real_data / "corrupt.tif"), "-o", str(tmp_path / "o.tif")], "corrupt.tif: cannot read"),
+        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--bands", "1,2"], "takes 3"),
+        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--model", "nope"], "unknown model"),
+        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--tile", "64", "--overlap", "64"],
+         "overlap 64"),
+        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.png")], "unknown output format"),
+    ]
+    for args, needle in cases:
+        res = runner.invoke(main, args + ["-q"])
+        errors = [line for line in res.output.splitlines() if line.startswith("rsinfer: error:")]
+        assert res.exit_code == 1, (args, res.output)
+        assert len(errors) == 1 and needle in errors[0], (args, res.output)
+    assert not any(p.name.startswith("o.") for p in tmp_path.iterdir())
+
+
+def test_existing_output_is_kept_without_overwrite(runner, make_raster, tmp_path):
+    src = make_raster(random_image(64, 64))
+    out = tmp_path / "l.tif"
+    out.write_bytes(b"precious")
+    res = runner.invoke(main, ["segment", str(src), "-o", str(out), "-q"])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert out.read_bytes() == b"precious"
+
+
+def test_models_lists_every_registered_model_as_json(runner):
+    from rsinfer.models import list_models
+
+    res = runner.invoke(main, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["name"] for r in rows] == list_models()
+    simple = next(r for r in rows if r["name"] == "simple-fcn")
+    assert simple["tile"] == 256 and simple["classes"] == 6 and simple["params_m"] > 0 and simple["gflops"] > 0
+
+
+def test_models_table(runner):
+    res = runner.invoke(main, ["models", "--no-flops"])
+    assert res.exit_code == 0 and "simple-fcn" in res.output
+
+
+def test_bands_option_is_validated(runner, make_raster, tmp_path):
+    src = make_raster(random_image(64, 64))
+    res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.tif"), "--bands", "a,b"])
+    assert res.exit_code == 2 and "comma-separated" in res.output

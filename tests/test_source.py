@@ -1,0 +1,80 @@
+"""Input inspection: band choice, value scale, masks, warnings and one-line errors."""
+import numpy as np
+import pytest
+from rasterio.enums import ColorInterp
+
+from rsinfer.errors import InputError
+from rsinfer.io.reader import TileReader
+from rsinfer.io.source import InputWarning, default_value_scale, inspect_raster
+from rsinfer.tiling import TileGrid
+
+from conftest import random_image
+
+RGB = ("red", "green", "blue")
+
+
+def test_band_order_follows_colour_interpretation(real_data):
+    info = inspect_raster(real_data / "RGBA.uint16.tif", RGB)
+    assert info.bands == (3, 2, 1)  # the file is B, G, R, alpha
+    assert info.value_scale == pytest.approx(255 / 65535)
+    assert info.has_mask
+
+
+def test_explicit_bands_win_and_are_checked(make_raster):
+    path = make_raster(random_image(64, 64, bands=4))
+    assert inspect_raster(path, RGB, bands=(4, 1, 2)).bands == (4, 1, 2)
+    with pytest.raises(InputError, match="band 5 does not exist"):
+        inspect_raster(path, RGB, bands=(5, 1, 2))
+    with pytest.raises(InputError, match="takes 3"):
+        inspect_raster(path, RGB, bands=(1, 2))
+
+
+def test_wrong_band_count_is_a_one_line_error_naming_the_file(make_raster):
+    path = make_raster(random_image(64, 64, bands=2))
+    with pytest.raises(InputError) as err:
+        inspect_raster(path, RGB)
+    assert str(path) in str(err.value) and "--bands" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gray_feeds_every_rgb_input_with_a_warning(make_raster):
+    path = make_raster(random_image(64, 64, bands=1))
+    with pytest.warns(InputWarning, match="single-band"):
+        assert inspect_raster(path, RGB).bands == (1, 1, 1)
+
+
+def test_untiled_input_warns(make_raster):
+    path = make_raster(random_image(2100, 40, bands=3), tiled=False)
+    with pytest.warns(InputWarning, match="not internally tiled"):
+        assert not inspect_raster(path, RGB).tiled
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        inspect_raster(tmp_path / "nope.tif", RGB)
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match="bad.tif: not a raster"):
+        inspect_raster(bad, RGB)
+
+
+@pytest.mark.parametrize("dtype,scale", [("uint8", 1.0), ("uint16", 255 / 65535), ("float32", 1.0)])
+def test_value_scale_maps_integer_ranges_to_the_model_range(dtype, scale):
+    assert default_value_scale(dtype, 255.0) == pytest.approx(scale)
+
+
+def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(make_raster):
+    data = random_image(300, 500, bands=3)
+    data[:, :, :200] = 0  # nodata on the left
+    path = make_raster(data, nodata=0)
+    info = inspect_raster(path, RGB)
+    grid = TileGrid(300, 500, 128, 16)
+    reader = TileReader(info, workers=3, depth=4)
+    got = list(reader.iter_tiles(grid))
+    assert [td.tile.index for td in got] == list(range(len(grid)))
+    for td in got:
+        t = td.tile
+        if t.cols.stop <= 200:
+            assert td.empty
+        else:
+            np.testing.assert_array_equal(td.data, data[:, t.rows.start:t.rows.stop, t.cols.start:t.cols.stop])
+            assert (td.valid == (td.data != 0).any(0)).all()
