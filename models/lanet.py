@@ -1,0 +1,279 @@
+"""LANet: Local Attention Embedding (Ding, Tang, Bruzzone, IEEE TGRS 2020).
+
+Architecture
+------------
+From the paper (Sec. III):
+
+* an FCN on a ResNet-50 encoder; low-level features are the 1/4-scale output of the
+  first residual stage (following DeepLabv3+);
+* PAM (patch attention module): SE-style gating, but descriptors are averaged over
+  local patches instead of the whole map (Eq. 1-3); attention maps are upsampled and
+  applied with a residual, ``X + X*A``;
+* AEM (attention embedding module): descriptors of the *high-level* features gate the
+  low-level features, ``X_l + X_l*A_l`` (Eq. 4-5);
+* one 1×1 classifier per branch, the two score maps summed elementwise.
+
+From the authors' code (github.com/ggsDing/LANet, ``models/LANet.py``,
+``models/FCN_16s.py``; facts only, no code taken):
+
+* torchvision ResNet-50 with ``conv1`` re-created for ``in_channels``; layer4's 3×3 and
+  shortcut strides set to 1 with no dilation, so the encoder ends at 1/16 (the HEAD
+  commit imports ``FCN_16s``; the paper says 32 for Potsdam and 16 for Vaihingen,
+  ``FCN_32s`` has the same keys, see ``output_stride``);
+* ``head``: 1×1 conv 2048→128 (no bias) + BN + ReLU;
+* high PAM on the 128-ch head: reduction 16, pool window 4; low path: 1×1 conv 256→64
+  (with bias) + BN + ReLU, then PAM with reduction 8, window 20; PAM pooling is
+  ``adaptive_avg_pool2d`` to ``(h // win, w // win)`` and the gate is conv(bias) → BN →
+  ReLU → conv(bias) → sigmoid, bilinearly upsampled;
+* AEM: ``AvgPool2d(7, stride 1, pad 3)`` (zeros counted at borders) on the *detached*
+  PAM-enhanced high features, conv 128→8 → BN → ReLU → conv 8→64 → sigmoid, bilinear
+  upsample to 1/4; note the code has **no residual** here (``add_input=False``), unlike
+  Eq. 5, so the low features are just ``X_l * A_l`` — we follow the code so that the
+  authors' weights give the same logits;
+* every BN outside the ResNet uses ``momentum=0.95`` (PyTorch convention, so running
+  stats follow the last batch almost entirely); the ResNet BNs keep the default 0.1;
+* ``classifier0`` 64→C and ``classifier1`` 128→C, both 1×1 with bias; each score map is
+  bilinearly upsampled to the input size and the two are summed. The code returns
+  ``(high + low, high)`` for an auxiliary loss; we return only the sum.
+* ``F.upsample(mode='bilinear')`` without ``align_corners``: PyTorch ≥ 0.4.1 means
+  ``align_corners=False``, which we use.
+* ``FCN.classifier`` (1×1 128→128 + BN + ReLU + 1×1 128→C) exists in the checkpoint but
+  is never called; we do not build it (``lanet_key_map`` drops it).
+* Potsdam setup: 5 input bands R, G, B, IR, DSM (``*_RGBIR.tif`` + DSM), normalized as
+  ``(x - mean) / std`` on 0-255 with mean (85.8, 91.7, 84.9, 96.6, 47) and std
+  (35.8, 35.2, 36.5, 37, 55); ``num_classes = 6 + 1`` with class 0 = invalid
+  (ignored in the loss). A checkpoint trained with that code therefore has a
+  7-output classifier: build with ``class_names=("invalid",) + ISPRS_CLASSES`` (and 7
+  colours) and the 5-band ``in_bands``/``mean``/``std`` below.
+
+Size rule: PAM pools to ``(h // win, w // win)`` which must be ≥ 1. For input side H
+(feature sides are ceil(H/4) and ceil(H/16)): ceil(H/4) ≥ 20 and ceil(H/16) ≥ 4, i.e.
+H ≥ 77; rounded up to the size multiple 16 that is ``min_tile = 80``. The patch grid
+(hence the output) depends on the tile size, and a 1/4-scale patch spans 80+ input px,
+so there is no small bounded receptive field (``receptive_radius=None``).
+
+Initialisation fact (authors' ``FCN_res50``, for whoever trains this): the new ``conv1``
+starts random; for ``in_channels > 3`` only channels 3.. get copies of the ImageNet
+conv1 channels 0..in-4. Our builder returns random weights, as every rsinfer model.
+
+Cost, measured here with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
+multiply-add; it counts the convolutions only, not BN, pooling or interpolation), one
+512×512 image:
+
+* registered config (3 bands, 6 classes, output stride 16): 23,793,108 parameters
+  (95.2 MB as float32); 65.94 GFLOP counted = 32.97 G multiply-adds;
+* paper's Potsdam setting (5 bands, 7 classes, output stride 32): 23,799,574 parameters;
+  44.22 GFLOP counted = 22.11 G multiply-adds (5 bands at stride 16: 66.77 / 33.38).
+
+The paper's Table V (params in "MB", "FLOPS (GBPS)" per batch) did not survive in our
+copy of the text, so the figures could not be compared; the text only says LANet "does
+not significantly increase the calculations compared to the baseline FCN" (ResNet-50
+alone is 23.51 M parameters).
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .registry import register_model
+from .resnet import ResNet
+
+# The authors' BN momentum for every layer they added (authors' code).
+BN_MOMENTUM = 0.95
+
+# Authors' Potsdam statistics (datasets/PD_random.py), 0-255 scale, band order of their stack.
+POTSDAM_BANDS = ("red", "green", "blue", "nir", "dsm")
+POTSDAM_MEAN = (85.8, 91.7, 84.9, 96.6, 47.0)
+POTSDAM_STD = (35.8, 35.2, 36.5, 37.0, 55.0)
+
+
+def _gate(cin: int, mid: int, cout: int) -> nn.Sequential:
+    """SE-style bottleneck gate: 1×1 reduce → BN → ReLU → 1×1 expand → sigmoid.
+
+    Indices 0, 1, 3 hold the weights, as in the authors' ``SA``/``SE`` sequentials.
+    """
+    return nn.Sequential(
+        nn.Conv2d(cin, mid, 1),
+        nn.BatchNorm2d(mid, momentum=BN_MOMENTUM),
+        nn.ReLU(),
+        nn.Conv2d(mid, cout, 1),
+        nn.Sigmoid(),
+    )
+
+
+def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class PatchAttention(nn.Module):
+    """PAM: ``x + x * up(gate(avgpool_patches(x)))``.
+
+    Patches are the ``adaptive_avg_pool2d`` bins of a ``(h // window, w // window)``
+    grid, so a side that is not a multiple of ``window`` gives slightly larger patches.
+    """
+
+    def __init__(self, channels: int, reduction: int, window: int):
+        super().__init__()
+        self.window = window
+        self.gate = _gate(channels, channels // reduction, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        grid = (h // self.window, w // self.window)
+        if min(grid) < 1:
+            raise ValueError(f"PatchAttention: feature map {h}x{w} is smaller than its "
+                             f"{self.window}-px pooling window; use a larger tile")
+        attn = _upsample(self.gate(F.adaptive_avg_pool2d(x, grid)), (h, w))
+        return x + x * attn
+
+
+class AttentionEmbedding(nn.Module):
+    """AEM: gate low-level features with local descriptors of the high-level ones.
+
+    No residual: the authors' code builds it with ``add_input=False`` (see module doc).
+    """
+
+    def __init__(self, high_channels: int, low_channels: int, reduction: int = 16,
+                 window: int = 6):
+        super().__init__()
+        # kernel window+1, stride 1, "same" padding; zeros count in border averages
+        self.pool = nn.AvgPool2d(window + 1, stride=1, padding=window // 2)
+        self.gate = _gate(high_channels, high_channels // reduction, low_channels)
+
+    def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        attn = self.gate(self.pool(high))
+        return low * _upsample(attn, low.shape[-2:])
+
+
+class LANet(nn.Module):
+    """ResNet-50 FCN (output stride 16) with PAM on both branches and AEM high→low.
+
+    ``forward`` returns the summed logits at input resolution; ``forward_branches``
+    returns the two upsampled branch logits ``(high, low)`` (the authors train with an
+    auxiliary loss on ``high``).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16):
+        super().__init__()
+        if output_stride not in (16, 32):
+            raise ValueError("LANet: output_stride must be 16 (FCN_16s) or 32 (FCN_32s)")
+        # layer4 stride 1 and no dilation for output stride 16 (authors' FCN_16s)
+        last_stride = 1 if output_stride == 16 else 2
+        self.encoder = ResNet(layers=(3, 4, 6, 3), in_channels=in_channels,
+                              strides=(1, 2, 2, last_stride))
+        self.head = nn.Sequential(
+            nn.Conv2d(2048, 128, 1, bias=False),
+            nn.BatchNorm2d(128, momentum=BN_MOMENTUM),
+            nn.ReLU(),
+        )
+        self.high_pam = PatchAttention(128, reduction=16, window=4)
+        self.low_reduce = nn.Sequential(
+            nn.Conv2d(256, 64, 1),
+            nn.BatchNorm2d(64, momentum=BN_MOMENTUM),
+            nn.ReLU(),
+        )
+        self.low_pam = PatchAttention(64, reduction=8, window=20)
+        self.aem = AttentionEmbedding(128, 64, reduction=16, window=6)
+        self.classifier_low = nn.Conv2d(64, num_classes, 1)
+        self.classifier_high = nn.Conv2d(128, num_classes, 1)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(high, low)``: 128 ch at 1/16 and 64 ch at 1/4, after PAM/AEM."""
+        c2, _, _, c5 = self.encoder(x)
+        high = self.high_pam(self.head(c5))
+        low = self.low_pam(self.low_reduce(c2))
+        # detached as in the authors' code: the low-branch loss does not train the high branch
+        low = self.aem(high.detach(), low)
+        return high, low
+
+    def forward_branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        high, low = self.forward_features(x)
+        size = x.shape[-2:]
+        return _upsample(self.classifier_high(high), size), _upsample(self.classifier_low(low), size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        high, low = self.forward_branches(x)
+        return high + low
+
+
+# --- authors' checkpoint keys -> ours -------------------------------------------------
+
+# Ordered (author prefix, our prefix) pairs; the first match wins. A None target drops
+# the key (``FCN.classifier`` is built but never used by LANet.forward).
+LANET_PREFIX_MAP: tuple[tuple[str, str | None], ...] = (
+    ("FCN.layer0.0.", "encoder.conv1."),       # re-created conv1 (in_channels bands)
+    ("FCN.layer0.1.", "encoder.bn1."),         # torchvision bn1
+    ("FCN.layer1.", "encoder.layer1."),
+    ("FCN.layer2.", "encoder.layer2."),
+    ("FCN.layer3.", "encoder.layer3."),
+    ("FCN.layer4.", "encoder.layer4."),
+    ("FCN.head.", "head."),                    # .0 conv, .1 BN
+    ("FCN.classifier.", None),                 # unused FCN classifier: dropped
+    ("PA0.3.SA.", "low_pam.gate."),            # must precede "PA0."
+    ("PA0.", "low_reduce."),                   # .0 conv 256->64, .1 BN
+    ("PA2.SA.", "high_pam.gate."),
+    ("AE.SE.1.", "aem.gate.0."),               # SE.0 is the AvgPool (no weights)
+    ("AE.SE.2.", "aem.gate.1."),
+    ("AE.SE.4.", "aem.gate.3."),
+    ("classifier0.", "classifier_low."),
+    ("classifier1.", "classifier_high."),
+)
+
+_DP_PREFIX = re.compile(r"^module\.")
+
+
+def lanet_key_map(author_key: str) -> str | None:
+    """Map one key of the authors' ``LANet.state_dict()`` to ours; None = drop it.
+
+    A ``module.`` (DataParallel) prefix is tolerated. Unknown keys raise KeyError so a
+    mismatched checkpoint fails loudly.
+    """
+    key = _DP_PREFIX.sub("", author_key)
+    for src, dst in LANET_PREFIX_MAP:
+        if key.startswith(src):
+            return None if dst is None else dst + key[len(src):]
+    raise KeyError(f"not a LANet checkpoint key: {author_key!r}")
+
+
+def convert_lanet_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an authors' state_dict to ours, dropping unused keys."""
+    out = {}
+    for k, v in state_dict.items():
+        new = lanet_key_map(k)
+        if new is not None:
+            out[new] = v
+    return out
+
+
+# --- registry --------------------------------------------------------------------------
+
+LANET = ModelConfig(
+    name="lanet",
+    description="LANet: ResNet-50 FCN (OS 16) + patch attention + attention embedding",
+    tile=512,  # the authors' training crop
+    overlap=64,
+    in_bands=("red", "green", "blue"),
+    # R, G, B entries of the authors' 5-band Potsdam statistics (0-255)
+    mean=POTSDAM_MEAN[:3],
+    std=POTSDAM_STD[:3],
+    input_range=255.0,
+    size_multiple=16,
+    min_tile=80,  # PAM windows: ceil(H/4) >= 20 and ceil(H/16) >= 4 -> H >= 77 -> 80
+    receptive_radius=None,  # patch pooling spans the tile
+    paper="LANet (TGRS 2020)",
+)
+
+
+@register_model(LANET)
+def lanet(config: ModelConfig, output_stride: int = 16) -> LANet:
+    """Build LANet for ``config``'s bands and classes (random weights).
+
+    ``output_stride=32`` gives the paper's Potsdam setting (authors' ``FCN_32s``; same
+    checkpoint keys); it then needs tiles that are multiples of 32 and at least 128 px,
+    which the registered config (made for 16) does not enforce.
+    """
+    return LANet(config.num_bands, config.num_classes, output_stride=output_stride)
