@@ -78,3 +78,30 @@ def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(make_raster
         else:
             np.testing.assert_array_equal(td.data, data[:, t.rows.start:t.rows.stop, t.cols.start:t.cols.stop])
             assert (td.valid == (td.data != 0).any(0)).all()
+
+
+def test_float_input_segments_with_its_own_scale(make_raster, tmp_path):
+    from rsinfer.pipeline import SegmentOptions, run_segment
+
+    data = (random_image(120, 90).astype("float32") / 255.0)
+    path = make_raster(data, nodata=-1.0)
+    info = inspect_raster(path, RGB, input_range=255.0)
+    assert info.value_scale == 1.0
+    # 0-1 floats: the user tells rsinfer how to reach the model's 0-255 range
+    report = run_segment(SegmentOptions(input=str(path), output=str(tmp_path / "o.tif"), device="cpu", value_scale=255.0))
+    assert report.tiles_predicted == report.tiles == 1
+
+
+def test_cuda_device_on_a_machine_without_one_is_a_clear_error():
+    import torch
+
+    from rsinfer.backends import resolve_device
+    from rsinfer.errors import RsinferError
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(RsinferError, match="unknown device|unsupported device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RsinferError, match="CUDA is not available"):
+            resolve_device("cuda:0")
