@@ -393,12 +393,11 @@ AMMUNET = ModelConfig(
     min_tile=SIZE_MULTIPLE,
     receptive_radius=None,
     paper="AMMUNet (GRSL 2024)",
-    extra={"source": "interpretty/AMMUNet (mmseg)", "key_map": "ammunet_key_map",
-           "window_px": 512},
+    extra={"source": "interpretty/AMMUNet (mmseg)", "window_px": 512},
 )
 
 
-@register_model(AMMUNET)
+@register_model(AMMUNET, key_map=ammunet_key_map)
 def ammunet(config: ModelConfig, **kwargs) -> AMMUNet:
     """``kwargs`` go to :class:`AMMUNet` (channels, num_heads, base_window, ...)."""
     return AMMUNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)

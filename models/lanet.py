@@ -268,7 +268,7 @@ LANET = ModelConfig(
 )
 
 
-@register_model(LANET)
+@register_model(LANET, key_map=lanet_key_map)
 def lanet(config: ModelConfig, output_stride: int = 16) -> LANet:
     """Build LANet for ``config``'s bands and classes (random weights).
 

@@ -15,24 +15,32 @@ import torch.nn as nn
 from .config import ModelConfig
 
 Builder = Callable[..., nn.Module]
+# Maps one key of a foreign checkpoint layout (e.g. the authors' code) to ours; None drops it.
+KeyMap = Callable[[str], "str | None"]
+
+DEFAULT_MODEL = "simple-fcn"
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     config: ModelConfig
     build: Builder
+    key_map: KeyMap | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(config: ModelConfig) -> Callable[[Builder], Builder]:
-    """Decorator: register ``build(config, **kwargs)`` under ``config.name``."""
+def register_model(config: ModelConfig, key_map: KeyMap | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: register ``build(config, **kwargs)`` under ``config.name``.
+
+    ``key_map`` renames the keys of the authors' checkpoints to ours, so their files load.
+    """
 
     def decorate(build: Builder) -> Builder:
         if config.name in _REGISTRY:
             raise ValueError(f"model {config.name!r} is registered twice")
-        _REGISTRY[config.name] = ModelEntry(config, build)
+        _REGISTRY[config.name] = ModelEntry(config, build, key_map)
         return build
 
     return decorate
@@ -42,12 +50,16 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
-def get_config(name: str, **overrides) -> ModelConfig:
+def get_entry(name: str) -> ModelEntry:
     try:
-        entry = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         known = ", ".join(list_models()) or "none"
         raise KeyError(f"unknown model {name!r} (known: {known})") from None
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    entry = get_entry(name)
     return entry.config.replace(**overrides) if overrides else entry.config
 
 
@@ -58,6 +70,6 @@ def create_model(name: str, config: ModelConfig | None = None, **kwargs) -> nn.M
     ``kwargs`` go to the builder (architecture knobs such as widths).
     """
     cfg = config or get_config(name)
-    model = _REGISTRY[name].build(cfg, **kwargs)
+    model = get_entry(name).build(cfg, **kwargs)
     model.rsinfer_config = cfg  # travels with the module so callers need not pass both
     return model.eval()

@@ -27,7 +27,7 @@ from .io.source import RasterInfo, inspect_raster
 from .io.writers import LabelWriter, OutputSpec, open_writer
 from .stitch import RowBandStitcher
 from .tiling import BLENDS, TileGrid
-from .weights import load_into, read_checkpoint, strip_prefixes
+from .weights import load_checkpoint, resolve_weights
 
 
 @dataclass
@@ -36,7 +36,7 @@ class SegmentOptions:
 
     input: str
     output: str
-    model: str = "simple-fcn"
+    model: str | None = None  # None: the weights' model, else the default model
     weights: str | None = None
     tile: int | None = None
     overlap: int | None = None
@@ -80,13 +80,22 @@ ProgressFn = Callable[[int, int, int], None]
 
 
 def build_model(opts: SegmentOptions):
-    """Model config (with CLI overrides), the network, and its weights."""
-    from rsinfer.models import create_model, get_config
+    """Model config (weights' manifest entry, then CLI overrides), the network, and its weights."""
+    from rsinfer.models import DEFAULT_MODEL, create_model, get_config
 
+    weights_file, entry = resolve_weights(opts.weights) if opts.weights else (None, None)
+    name = opts.model or (entry.model if entry else DEFAULT_MODEL)
+    if entry and entry.model != name:
+        raise ModelError(f"weights {entry.name} are for model {entry.model}, not {name}")
     try:
-        config = get_config(opts.model)
+        config = get_config(name)
     except KeyError as err:
         raise ModelError(str(err.args[0])) from None
+    if entry:
+        try:
+            config = config.replace(**entry.config_overrides())
+        except ValueError as err:
+            raise ModelError(f"weights {entry.name}: {err}") from None
     tile = opts.tile or config.tile
     overlap = config.overlap if opts.overlap is None else opts.overlap
     if not 0 <= overlap < tile:
@@ -97,8 +106,8 @@ def build_model(opts: SegmentOptions):
         raise ModelError(str(err)) from None
     config = config.replace(tile=tile, overlap=overlap)
     model = create_model(config.name, config)
-    if opts.weights:
-        load_into(model, strip_prefixes(read_checkpoint(opts.weights)), opts.weights)
+    if weights_file:
+        load_checkpoint(config.name, model, weights_file)
     return config, model
 
 

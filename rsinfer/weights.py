@@ -1,11 +1,21 @@
-"""Loading checkpoints safely.
+"""Weights: the manifest, safe checkpoint reading, and mapping foreign key layouts onto ours.
 
 Checkpoints are untrusted input: ``.safetensors`` files are read as tensors only, and
 PyTorch files go through ``torch.load(weights_only=True)``, which refuses pickles that
 would run code.
+
+``--weights`` takes a file or the name of an entry in the bundled manifest
+(``weights/manifest.json``, or ``RSINFER_WEIGHTS_MANIFEST``); manifest files are verified against their sha256 before use,
+and an entry carries the config its weights were trained with (classes, bands,
+normalization), which overrides the model's defaults.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -17,6 +27,93 @@ from .errors import ModelError
 WRAPPER_PREFIXES = ("module.", "net.")
 # Containers training scripts save the state dict under.
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net")
+# Config fields a manifest entry may override (lists in JSON become tuples).
+CONFIG_OVERRIDES = ("class_names", "class_colors", "in_bands", "mean", "std", "input_range", "tile", "overlap")
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    """One manifest entry: a checkpoint file and what it is."""
+
+    name: str
+    file: str  # relative to the manifest's folder
+    model: str
+    sha256: str
+    config: dict = field(default_factory=dict)
+    source: str = ""
+    license: str = ""
+    description: str = ""
+
+    def config_overrides(self) -> dict:
+        out = {}
+        for key, value in self.config.items():
+            if key not in CONFIG_OVERRIDES:
+                raise ModelError(f"weights {self.name}: unknown config field {key!r} in the manifest")
+            if isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            out[key] = value
+        return out
+
+
+def bundled_weights_dir() -> Path:
+    """The installed copy of the repository's ``weights/`` folder."""
+    return Path(str(resources.files("rsinfer.weights_data")))
+
+
+def manifest_path() -> Path:
+    """``RSINFER_WEIGHTS_MANIFEST`` when set (a user's own manifest), else the bundled one."""
+    env = os.environ.get("RSINFER_WEIGHTS_MANIFEST")
+    return Path(env) if env else bundled_weights_dir() / "manifest.json"
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, WeightEntry]:
+    path = Path(path) if path else manifest_path()
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        return {name: WeightEntry(name=name, **fields) for name, fields in raw.get("weights", {}).items()}
+    except (ValueError, TypeError) as err:
+        raise ModelError(f"{path}: not a valid weights manifest ({err})") from None
+
+
+def save_manifest_entry(manifest: str | Path, entry: WeightEntry) -> None:
+    """Add or replace ``entry`` in the manifest file (created if absent)."""
+    manifest = Path(manifest)
+    raw = json.loads(manifest.read_text()) if manifest.exists() else {"weights": {}}
+    fields = asdict(entry)
+    del fields["name"]
+    raw.setdefault("weights", {})[entry.name] = fields
+    raw["weights"] = dict(sorted(raw["weights"].items()))
+    manifest.write_text(json.dumps(raw, indent=2) + "\n")
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_weights(spec: str, manifest: str | Path | None = None) -> tuple[Path, WeightEntry | None]:
+    """A checkpoint file path, or a manifest entry name (checksum verified)."""
+    path = Path(spec)
+    if path.is_file():
+        return path, None
+    manifest = Path(manifest) if manifest else manifest_path()
+    entries = load_manifest(manifest)
+    entry = entries.get(spec)
+    if entry is None:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ModelError(f"{spec}: no such checkpoint file, nor a weights manifest entry (entries: {known})")
+    file = manifest.parent / entry.file
+    if not file.is_file():
+        raise ModelError(f"weights {spec}: file {file} is missing")
+    digest = sha256_of(file)
+    if digest != entry.sha256:
+        raise ModelError(f"weights {spec}: {file} fails its checksum (sha256 {digest[:12]}…, manifest {entry.sha256[:12]}…)")
+    return file, entry
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -56,6 +153,29 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+def adapt_state_dict(model_name: str, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our layout as it is; otherwise the model's key map (authors' layouts) renames/drops keys.
+
+    Keys the map does not know are kept, so :func:`load_into` reports them as unexpected.
+    """
+    from rsinfer.models import get_entry
+
+    state = strip_prefixes(state)
+    own = set(model.state_dict())
+    key_map = get_entry(model_name).key_map
+    if key_map is None or own <= set(state):
+        return state
+    out = {}
+    for key, value in state.items():
+        try:
+            new = key_map(key)
+        except KeyError:
+            new = key
+        if new is not None:
+            out[new] = value
+    return out
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly; on mismatch, one error listing missing/unexpected keys and shapes."""
     own = model.state_dict()
@@ -67,6 +187,19 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
         for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
             if items:
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                parts.append(f"{label}: {', '.join(items[:5])}{more}")
+                parts.append(f"{len(items)} {label}: {', '.join(items[:5])}{more}")
         raise ModelError(f"{source}: checkpoint does not fit the model: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(model_name: str, model: nn.Module, path: str | Path) -> None:
+    """Read ``path`` safely, map its layout and load it strictly into ``model``."""
+    load_into(model, adapt_state_dict(model_name, model, read_checkpoint(path)), str(path))
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a clean safetensors file (contiguous, unshared tensors)."""
+    from safetensors.torch import save_file
+
+    clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    save_file(clean, str(path), metadata=metadata or {})

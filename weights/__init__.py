@@ -1,0 +1,1 @@
+"""Bundled checkpoints and their manifest (installed as ``rsinfer.weights_data``; data only)."""
