@@ -22,6 +22,7 @@ import torch
 from .backends import TorchBackend, resolve_device
 from .batching import Batch, batch_tiles
 from .errors import ModelError
+from .global_context import GlobalLocalFeeder
 from .io.reader import TileReader
 from .io.source import RasterInfo, inspect_raster
 from .io.writers import LabelWriter, OutputSpec, open_writer
@@ -48,6 +49,7 @@ class SegmentOptions:
     overwrite: bool = False
     value_scale: float | None = None
     read_workers: int = 0  # 0: choose from the CPU count
+    mode: str | None = None  # global-local models: global-local (default), global or patch
 
 
 @dataclass
@@ -162,6 +164,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         with_probs=opts.probs, overwrite=opts.overwrite, source=os.path.basename(info.path), model=config.name,
     )
     stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
+    feeder = global_local_feeder(model, opts.mode, info, grid, config, backend)
     workers = opts.read_workers or max(1, min(4, (os.cpu_count() or 2)))
     reader = TileReader(info, workers=workers)
 
@@ -171,12 +174,13 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         try:
             for item in batch_tiles(reader.iter_tiles(grid), opts.batch_size):
                 if isinstance(item, Batch):
-                    probs = backend.predict(item.data, item.valid)
+                    tiles = [td.tile for td in item.tiles]
+                    contexts, boxes = feeder.for_tiles(tiles) if feeder else (None, None)
+                    probs = backend.predict(item.data, item.valid, contexts, boxes)
                     valid = torch.from_numpy(item.valid)
                     finished = []
                     for i, td in enumerate(item.tiles):
                         finished += stitcher.add(td.tile, probs[i], valid[i])
-                    tiles = [td.tile for td in item.tiles]
                 else:
                     finished = stitcher.add(item.tile, None, None)
                     tiles = [item.tile]
@@ -198,6 +202,21 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
         peak_rss_mb=peak_rss_mb(), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
     )
+
+
+def global_local_feeder(model, mode: str | None, info, grid, config, backend):
+    """The context/box feeder for global-local models; None for sliding-window models."""
+    from rsinfer.models.global_local import GlobalLocalModel
+
+    if not isinstance(model, GlobalLocalModel):
+        if mode not in (None, "patch"):
+            raise ModelError(f"model {config.name} has no global branch; --mode {mode} needs GLNet or GLCANet")
+        return None
+    try:
+        model.set_mode(mode or "global-local")
+    except ValueError as err:
+        raise ModelError(str(err)) from None
+    return GlobalLocalFeeder(info, grid, config, backend.compute_context, needs_context=model.mode != "patch")
 
 
 def peak_rss_mb() -> float:

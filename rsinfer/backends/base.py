@@ -34,7 +34,8 @@ class Backend(ABC):
     ``predict`` takes ``data`` (B, bands, h, w) in the raster's own dtype and ``valid``
     (B, h, w) bool, and returns class probabilities (B, K, h, w) as a torch tensor on
     :attr:`device`. Normalization, padding to the model's size rule and the softmax all
-    happen inside, on the device.
+    happen inside, on the device. Global-local models also get, per tile, the context of
+    its region (``compute_context`` of a global view) and its footprint box.
     """
 
     device: torch.device
@@ -42,4 +43,6 @@ class Backend(ABC):
     tiles: int = 0  # tiles sent through the model
 
     @abstractmethod
-    def predict(self, data: np.ndarray, valid: np.ndarray) -> torch.Tensor: ...
+    def predict(self, data: np.ndarray, valid: np.ndarray, contexts: list | None = None,
+                boxes: np.ndarray | None = None) -> torch.Tensor:
+        """Probabilities for a batch; global-local models also take each tile's context and box."""

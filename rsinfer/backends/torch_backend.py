@@ -49,8 +49,30 @@ class TorchBackend(Backend):
         return logits[..., :h, :w]
 
     @torch.inference_mode()
-    def predict(self, data: np.ndarray, valid: np.ndarray) -> torch.Tensor:
-        logits = self.forward(self.normalize(data, valid))
+    def compute_context(self, view) -> dict:
+        """Global context of a global view (global-local models), kept on the device."""
+        return self.model.forward_global(self.normalize(view.data[None], view.valid[None]))
+
+    @torch.inference_mode()
+    def forward_with_context(self, x: torch.Tensor, contexts: list, boxes: np.ndarray) -> torch.Tensor:
+        """Global-local logits: runs of tiles sharing a context go through the model together."""
+        h, w = x.shape[-2:]
+        ph, pw = self.config.padded_size(h) - h, self.config.padded_size(w) - w
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        boxes_t = torch.from_numpy(boxes).to(self.device)
+        outputs, start = [], 0
+        for i in range(1, len(contexts) + 1):
+            if i == len(contexts) or contexts[i] is not contexts[start]:
+                outputs.append(self.model.predict_patches(x[start:i], contexts[start], boxes_t[start:i]))
+                start = i
+        return torch.cat(outputs)[..., :h, :w]
+
+    @torch.inference_mode()
+    def predict(self, data: np.ndarray, valid: np.ndarray, contexts: list | None = None,
+                boxes: np.ndarray | None = None) -> torch.Tensor:
+        x = self.normalize(data, valid)
+        logits = self.forward(x) if boxes is None else self.forward_with_context(x, contexts, boxes)
         self.calls += 1
         self.tiles += data.shape[0]
         if self.activation == "softmax":

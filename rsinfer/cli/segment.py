@@ -23,11 +23,14 @@ from rsinfer.cli.progress import TileProgress
 @click.option("--probs", is_flag=True, help="Also write class probabilities as uint8 (x255).")
 @click.option("--scale", "value_scale", type=float, default=None,
               help="Multiply raw values by this before the model's normalization [from the data type].")
+@click.option("--mode", type=click.Choice(["global-local", "global", "patch"]), default=None,
+              help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
+                   "[global-local].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
 @options.quiet_opt
 def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
-            workers, overwrite, quiet):
+            mode, workers, overwrite, quiet):
     """Segment INPUT window by window with a model and write a label map to --output.
 
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
@@ -38,7 +41,7 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
     opts = SegmentOptions(
         input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
-        overwrite=overwrite, value_scale=value_scale, read_workers=workers,
+        overwrite=overwrite, value_scale=value_scale, read_workers=workers, mode=mode,
     )
     with warnings.catch_warnings():
         if quiet:
