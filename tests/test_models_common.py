@@ -60,3 +60,22 @@ def test_complexity_counts_without_real_weights(name):
     real = sum(p.numel() for p in create_model(name).parameters())
     assert cx.params == real
     assert cx.flops > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_segment_runs_end_to_end_through_the_pipeline(name, make_raster, tmp_path):
+    import numpy as np
+    import rasterio
+
+    from rsinfer.pipeline import SegmentOptions, run_segment
+
+    c = get_config(name)
+    tile = c.padded_size(max(c.min_tile, 128))
+    data = np.random.default_rng(0).integers(0, 255, (c.num_bands, tile + 70, tile + 31), dtype=np.uint8)
+    src = make_raster(data)
+    report = run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "l.tif"), model=name, device="cpu",
+                                        tile=tile, overlap=min(c.overlap, tile // 4), batch_size=2))
+    assert report.tiles == 4 and report.tiles_predicted == 4
+    with rasterio.open(tmp_path / "l.tif") as ds:
+        labels = ds.read(1)
+    assert labels.shape == data.shape[1:] and labels.max() < c.num_classes
