@@ -169,7 +169,8 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
     reader = TileReader(info, workers=workers)
 
     done = skipped = pixels = 0
-    with rasterio.Env(), open_writer(spec) as writer:
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb(info, grid, config.num_classes if opts.probs else 0)), \
+            open_writer(spec) as writer:
         sink = _WriterThread(writer)
         try:
             for item in batch_tiles(reader.iter_tiles(grid), opts.batch_size):
@@ -202,6 +203,22 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
         peak_rss_mb=peak_rss_mb(), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
     )
+
+
+def gdal_cache_mb(info: RasterInfo, grid: TileGrid, prob_bands: int) -> int:
+    """GDAL block cache sized for a band of tile rows (read) and of block rows (write).
+
+    GDAL decodes whole blocks, and tile windows straddle them; a cache holding the blocks
+    under the current tile row (plus one block row) decodes each block once. GDAL's default
+    (5 % of RAM) would instead let the cache, and the process, grow with the raster.
+    """
+    import numpy as np
+
+    block_h = info.block_shape[0]
+    itemsize = np.dtype(info.dtype).itemsize
+    read = len(set(info.bands)) * itemsize * info.width * (grid.tile_shape[0] + 2 * block_h)
+    write = (1 + prob_bands) * info.width * 2 * 512
+    return int(min(1024, max(64, 2 * (read + write) / 2**20)))
 
 
 def global_local_feeder(model, mode: str | None, info, grid, config, backend):
