@@ -105,6 +105,26 @@ def _gate(cin: int, mid: int, cout: int) -> nn.Sequential:
     )
 
 
+def _pool_matrix(n: int, bins: int, like: torch.Tensor) -> torch.Tensor:
+    """(bins, n) averaging matrix of adaptive pooling: bin i spans [floor(i n / bins), ceil((i+1) n / bins))."""
+    i = torch.arange(bins, device=like.device)
+    start = torch.div(i * n, bins, rounding_mode="floor")
+    stop = torch.div((i + 1) * n + bins - 1, bins, rounding_mode="floor")
+    j = torch.arange(n, device=like.device)
+    member = (j[None] >= start[:, None]) & (j[None] < stop[:, None])
+    return member.to(like.dtype) / (stop - start)[:, None].to(like.dtype)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` as two matrix products, equal to it bin for bin.
+
+    ONNX has no adaptive pooling whose bins do not divide the input (a 512 tile pools
+    128 → 6 here); averaging matrices export as plain MatMuls.
+    """
+    h, w = x.shape[-2:]
+    return _pool_matrix(h, size[0], x) @ x @ _pool_matrix(w, size[1], x).t()
+
+
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -127,7 +147,7 @@ class PatchAttention(nn.Module):
         if min(grid) < 1:
             raise ValueError(f"PatchAttention: feature map {h}x{w} is smaller than its "
                              f"{self.window}-px pooling window; use a larger tile")
-        attn = _upsample(self.gate(F.adaptive_avg_pool2d(x, grid)), (h, w))
+        attn = _upsample(self.gate(adaptive_avg_pool2d(x, grid)), (h, w))
         return x + x * attn
 
 

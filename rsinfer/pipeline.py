@@ -14,14 +14,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import rasterio
 import torch
 
-from .backends import TorchBackend, resolve_device
+from .backends import OnnxBackend, TorchBackend, resolve_device
 from .batching import Batch, batch_tiles
 from .errors import ModelError
+from .export import export_onnx, global_graph_path
 from .global_context import GlobalLocalFeeder
 from .io.reader import TileReader
 from .io.source import RasterInfo, inspect_raster
@@ -50,6 +52,8 @@ class SegmentOptions:
     value_scale: float | None = None
     read_workers: int = 0  # 0: choose from the CPU count
     mode: str | None = None  # global-local models: global-local (default), global or patch
+    backend: str = "torch"  # torch or onnx
+    onnx: str | None = None  # an exported graph; None: export and cache on first use
 
 
 @dataclass
@@ -66,6 +70,7 @@ class SegmentReport:
     model_calls: int
     seconds: float
     peak_rss_mb: float
+    backend: str = "torch"
     completed_rows: list = field(default_factory=list)
 
     @property
@@ -156,7 +161,17 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
     config, model = build_model(opts)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
     device = resolve_device(opts.device)
-    backend = TorchBackend(model, config, device, value_scale=info.value_scale)
+    feeder_model = model
+    if opts.backend == "onnx":
+        set_model_mode(model, opts.mode, config)
+        onnx_path = Path(opts.onnx) if opts.onnx else cached_onnx(model, config)
+        global_path = global_graph_path(onnx_path)
+        backend = OnnxBackend(onnx_path, config, device, value_scale=info.value_scale,
+                              global_path=global_path if global_path.exists() else None)
+    elif opts.backend == "torch":
+        backend = TorchBackend(model, config, device, value_scale=info.value_scale)
+    else:
+        raise ModelError(f"unknown backend {opts.backend!r}; use torch or onnx")
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     spec = OutputSpec(
         path=opts.output, width=info.width, height=info.height, crs=info.crs, transform=info.transform,
@@ -164,7 +179,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         with_probs=opts.probs, overwrite=opts.overwrite, source=os.path.basename(info.path), model=config.name,
     )
     stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
-    feeder = global_local_feeder(model, opts.mode, info, grid, config, backend)
+    feeder = global_local_feeder(feeder_model, opts.mode, info, grid, config, backend)
     workers = opts.read_workers or max(1, min(4, (os.cpu_count() or 2)))
     reader = TileReader(info, workers=workers)
 
@@ -201,7 +216,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         input=info.path, outputs=writer.final_paths, model=config.name, device=str(device),
         width=info.width, height=info.height, tiles=len(grid), tiles_predicted=backend.tiles,
         tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
-        peak_rss_mb=peak_rss_mb(), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
+        peak_rss_mb=peak_rss_mb(), backend=backend_label(backend), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
     )
 
 
@@ -221,19 +236,52 @@ def gdal_cache_mb(info: RasterInfo, grid: TileGrid, prob_bands: int) -> int:
     return int(min(1024, max(64, 2 * (read + write) / 2**20)))
 
 
-def global_local_feeder(model, mode: str | None, info, grid, config, backend):
-    """The context/box feeder for global-local models; None for sliding-window models."""
+def set_model_mode(model, mode: str | None, config) -> bool:
+    """Put a global-local model in ``mode``; False for a sliding-window model (which has no modes)."""
     from rsinfer.models.global_local import GlobalLocalModel
 
     if not isinstance(model, GlobalLocalModel):
         if mode not in (None, "patch"):
             raise ModelError(f"model {config.name} has no global branch; --mode {mode} needs GLNet or GLCANet")
-        return None
+        return False
     try:
         model.set_mode(mode or "global-local")
     except ValueError as err:
         raise ModelError(str(err)) from None
+    return True
+
+
+def global_local_feeder(model, mode: str | None, info, grid, config, backend):
+    """The context/box feeder for global-local models; None for sliding-window models."""
+    if not set_model_mode(model, mode, config):
+        return None
     return GlobalLocalFeeder(info, grid, config, backend.compute_context, needs_context=model.mode != "patch")
+
+
+def cached_onnx(model, config) -> Path:
+    """The model's ONNX graph for this tile, exported on first use into the cache folder.
+
+    The cache key covers the model, tile, mode and a digest of the weights, so a new
+    checkpoint never reuses an old graph.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    mode = getattr(model, "mode", "sliding")
+    cache = Path(os.environ.get("RSINFER_CACHE", Path.home() / ".cache" / "rsinfer")) / "onnx"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{config.name}-{config.tile}-{mode}-{digest.hexdigest()[:16]}.onnx"
+    if not path.exists():
+        export_onnx(model, config, config.tile, path)
+    return path
+
+
+def backend_label(backend) -> str:
+    provider = getattr(backend, "provider", None)
+    return f"onnx {provider}" if provider else "torch"
 
 
 def peak_rss_mb() -> float:

@@ -270,3 +270,13 @@ def test_low_branch_loss_does_not_train_high_branch(rgb_model):
             assert all(p.grad is None for p in module.parameters())
     finally:
         rgb_model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("h,w,oh,ow", [(128, 128, 6, 6), (37, 53, 5, 7), (20, 20, 1, 1), (32, 24, 8, 6)])
+def test_exportable_adaptive_pool_equals_torchs(h, w, oh, ow):
+    import torch.nn.functional as F
+
+    from rsinfer.models.lanet import adaptive_avg_pool2d
+
+    x = torch.randn(2, 3, h, w)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, (oh, ow)), F.adaptive_avg_pool2d(x, (oh, ow)), atol=1e-5, rtol=1e-5)

@@ -36,10 +36,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import convert_weights, list_models, segment, synth
+    from . import convert_weights, export, list_models, segment, synth
 
     main.add_command(segment.segment)
     main.add_command(convert_weights.convert_weights)
+    main.add_command(export.export)
     main.add_command(synth.synth)
     main.add_command(list_models.models)
 

@@ -26,11 +26,15 @@ from rsinfer.cli.progress import TileProgress
 @click.option("--mode", type=click.Choice(["global-local", "global", "patch"]), default=None,
               help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
                    "[global-local].")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
+              help="Exported graph for --backend onnx [exported and cached on first use].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
 @options.quiet_opt
 def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
-            mode, workers, overwrite, quiet):
+            mode, backend, onnx_path, workers, overwrite, quiet):
     """Segment INPUT window by window with a model and write a label map to --output.
 
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
@@ -42,6 +46,7 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
         input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
         overwrite=overwrite, value_scale=value_scale, read_workers=workers, mode=mode,
+        backend=backend, onnx=onnx_path,
     )
     with warnings.catch_warnings():
         if quiet:
@@ -52,7 +57,7 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
         click.echo(
             f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "
             f"{report.tiles} tiles ({report.tiles_predicted} predicted, {report.tiles_skipped} empty), "
-            f"{report.model} on {report.device}, {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
+            f"{report.model} on {report.device} ({report.backend}), {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
             f"peak RSS {report.peak_rss_mb:.0f} MB",
             err=True,
         )

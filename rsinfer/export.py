@@ -1,0 +1,136 @@
+"""Exporting models to ONNX, checked and verified against PyTorch before anything is reported.
+
+A sliding-window model becomes one graph, ``input`` (N, C, T, T) normalized → ``logits``
+(N, K, T, T), with a dynamic batch axis; ``T`` is the tile padded to the model's size
+rule. A global-local model becomes two graphs: ``NAME.onnx`` (patches, boxes and the
+context tensors → logits, in the model's current mode) and ``NAME.global.onnx`` (a global
+view of any size → the context tensors).
+
+Files are written under a temporary name and renamed once they pass onnx's checker and
+match PyTorch on a random batch.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from rsinfer.models import ModelConfig
+from rsinfer.models.global_local import GlobalLocalModel, global_view_size
+
+from .errors import ModelError
+
+OPSET = 17
+TOLERANCE = 1e-3  # max |logit difference| accepted in fp32
+
+
+@dataclass
+class ExportResult:
+    paths: list[str]
+    max_abs_diff: float
+
+
+def global_graph_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_name(p.stem + ".global" + p.suffix)
+
+
+class _GlobalGraph(nn.Module):
+    def __init__(self, model: GlobalLocalModel, keys: list[str]):
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, view):
+        ctx = self.model.forward_global(view)
+        return tuple(ctx[k] for k in self.keys)
+
+
+class _LocalGraph(nn.Module):
+    def __init__(self, model: GlobalLocalModel, keys: list[str]):
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, patches, boxes, *context):
+        return self.model.predict_patches(patches, dict(zip(self.keys, context)), boxes)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+            dynamic_axes: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about Python-int shapes
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Path, batch: int = 2,
+                seed: int = 0) -> ExportResult:
+    """Export ``model`` for tiles of ``tile`` px and verify it against PyTorch on CPU."""
+    model = model.to("cpu").eval()
+    side = config.padded_size(tile)
+    path = Path(path)
+    gen = torch.Generator().manual_seed(seed)
+    patches = torch.randn(batch, config.num_bands, side, side, generator=gen)
+    partials: list[tuple[Path, Path]] = []
+    try:
+        if isinstance(model, GlobalLocalModel):
+            diff = _export_global_local(model, config, side, path, patches, gen, partials)
+        else:
+            partial = path.with_name(path.name + f".partial-{os.getpid()}")
+            partials.append((partial, path))
+            _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
+            with torch.inference_mode():
+                ref = model(patches).numpy()
+            got = _session(partial).run(None, {"input": patches.numpy()})[0]
+            diff = float(np.abs(got - ref).max())
+        if not diff <= TOLERANCE:
+            raise ModelError(f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written")
+        for partial, final in partials:
+            os.replace(partial, final)
+        return ExportResult([str(f) for _, f in partials], diff)
+    finally:
+        for partial, _ in partials:
+            if partial.exists():
+                partial.unlink()
+
+
+def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int, path: Path, patches, gen,
+                         partials: list) -> float:
+    gh, gw = global_view_size(side * 3, side * 2, model.global_size)  # a non-square region
+    view = torch.randn(1, config.num_bands, gh, gw, generator=gen)
+    boxes = torch.tensor([[0.0, 0.0, 1 / 3, 1 / 2], [2 / 3, 1 / 2, 1.0, 1.0]])[: patches.shape[0]]
+    with torch.inference_mode():
+        context = model.forward_global(view)
+        keys = sorted(context)
+        ref = model.predict_patches(patches, context, boxes).numpy()
+    global_path = global_graph_path(path)
+    g_partial = global_path.with_name(global_path.name + f".partial-{os.getpid()}")
+    l_partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    partials += [(g_partial, global_path), (l_partial, path)]
+    ctx_names = [f"ctx_{k}" for k in keys]
+    _export(_GlobalGraph(model, keys), (view,), g_partial, ["view"], ctx_names,
+            {"view": {2: "gh", 3: "gw"}, **{n: {i: f"{n}_{i}" for i in range(2, context[k].dim())} for n, k in zip(ctx_names, keys)}})
+    _export(_LocalGraph(model, keys), (patches, boxes, *[context[k] for k in keys]), l_partial,
+            ["patches", "boxes", *ctx_names], ["logits"],
+            {"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"},
+             **{n: {i: f"{n}_{i}" for i in range(2, context[k].dim())} for n, k in zip(ctx_names, keys)}})
+    g_out = _session(g_partial).run(None, {"view": view.numpy()})
+    feeds = {"patches": patches.numpy(), "boxes": boxes.numpy(), **dict(zip(ctx_names, g_out))}
+    got = _session(l_partial).run(None, feeds)[0]
+    ctx_diff = max(float(np.abs(g - context[k].numpy()).max()) for g, k in zip(g_out, keys))
+    return max(ctx_diff, float(np.abs(got - ref).max()))

@@ -1,0 +1,94 @@
+"""ONNX export and the ONNX Runtime backend: parity with PyTorch for every registered model (CPU)."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from rsinfer.backends import OnnxBackend, TorchBackend  # noqa: E402
+from rsinfer.errors import ModelError  # noqa: E402
+from rsinfer.export import export_onnx, global_graph_path  # noqa: E402
+from rsinfer.models import create_model, get_config, list_models  # noqa: E402
+from rsinfer.models.global_local import GlobalLocalModel  # noqa: E402
+
+
+def parity_tile(config) -> int:
+    return config.padded_size(max(config.min_tile, 64))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_onnx_matches_torch_on_the_same_tiles(name, tmp_path):
+    config = get_config(name)
+    tile = parity_tile(config)
+    config = config.replace(tile=tile, overlap=min(config.overlap, tile // 4))
+    torch.manual_seed(0)
+    model = create_model(name, config)
+    path = tmp_path / f"{name}.onnx"
+    result = export_onnx(model, config, tile, path)
+    assert result.max_abs_diff <= 1e-3
+    data = np.random.default_rng(1).integers(0, 256, (3, config.num_bands, tile, tile), dtype=np.uint8)
+    valid = np.ones((3, tile, tile), bool)
+    valid[0, :5] = False
+    contexts = boxes = None
+    ref = TorchBackend(model, config, torch.device("cpu"), activation="none")
+    glob = global_graph_path(path)
+    ort = OnnxBackend(path, config, torch.device("cpu"), activation="none", global_path=glob if glob.exists() else None)
+    assert ort.provider == "CPUExecutionProvider"
+    if isinstance(model, GlobalLocalModel):
+        from rsinfer.global_context import GlobalView
+
+        view = GlobalView(data[0, :, : tile // 2], valid[0, : tile // 2])
+        ctx_t, ctx_o = ref.compute_context(view), ort.compute_context(view)
+        boxes = np.array([[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0.25, 0, 0.75, 1]], np.float32)
+        a = ref.predict(data, valid, [ctx_t] * 3, boxes)
+        b = ort.predict(data, valid, [ctx_o] * 3, boxes)
+    else:
+        a = ref.predict(data, valid)
+        b = ort.predict(data, valid)
+    assert a.shape == b.shape == (3, config.num_classes, tile, tile)
+    assert (a - b).abs().max().item() <= 1e-3
+    assert (a.argmax(1) == b.argmax(1)).float().mean().item() >= 0.999
+
+
+def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, tmp_path, monkeypatch):
+    import rasterio
+
+    from rsinfer.pipeline import SegmentOptions, run_segment
+
+    monkeypatch.setenv("RSINFER_CACHE", str(tmp_path / "cache"))
+    outs = {}
+    for backend in ("torch", "onnx"):
+        torch.manual_seed(0)  # same random weights for both runs
+        report = run_segment(SegmentOptions(input=str(real_data / "RGB.byte.tif"), output=str(tmp_path / f"{backend}.tif"),
+                                            backend=backend, device="cpu", blend="linear"))
+        with rasterio.open(tmp_path / f"{backend}.tif") as ds:
+            outs[backend] = ds.read(1)
+    assert report.backend == "onnx CPUExecutionProvider"
+    assert (outs["torch"] == outs["onnx"]).mean() >= 0.999
+    assert list((tmp_path / "cache" / "onnx").glob("simple-fcn-256-*.onnx"))
+
+
+def test_a_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch):
+    import rsinfer.export as export
+
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    config = get_config("simple-fcn")
+    with pytest.raises(ModelError, match="differs from PyTorch"):
+        export_onnx(create_model("simple-fcn", config), config, 64, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_command(runner, tmp_path):
+    from rsinfer.cli.main import main
+
+    out = tmp_path / "m.onnx"
+    res = runner.invoke(main, ["export", "--model", "simple-fcn", "--tile", "64", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    import onnx
+
+    model = onnx.load(str(out))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 64, 64]
+    res = runner.invoke(main, ["export", "--model", "simple-fcn", "--tile", "64", "-o", str(out)])
+    assert res.exit_code == 1 and "--overwrite" in res.output
