@@ -88,17 +88,12 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
     patches = torch.randn(batch, config.num_bands, side, side, generator=gen)
     partials: list[tuple[Path, Path]] = []
     try:
-        if isinstance(model, GlobalLocalModel):
-            diff = _export_global_local(model, config, side, path, patches, gen, partials)
-        else:
-            partial = path.with_name(path.name + f".partial-{os.getpid()}")
-            partials.append((partial, path))
-            _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
-            with torch.inference_mode():
-                ref = model(patches).numpy()
-            got = _session(partial).run(None, {"input": patches.numpy()})[0]
-            diff = float(np.abs(got - ref).max())
-        if not diff <= TOLERANCE:
+        try:
+            diff = _export_verified(model, config, side, path, patches, gen, partials)
+        except (RuntimeError, ValueError, NotImplementedError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{path}: cannot export {config.name}: {first[:400]}") from None
+        if not diff <= TOLERANCE:  # also catches NaN
             raise ModelError(f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written")
         for partial, final in partials:
             os.replace(partial, final)
@@ -109,12 +104,26 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
                 partial.unlink()
 
 
+def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list) -> float:
+    """Export to partial files; return the max |difference| from PyTorch on the test batch."""
+    if isinstance(model, GlobalLocalModel):
+        return _export_global_local(model, config, side, path, patches, gen, partials)
+    partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    partials.append((partial, path))
+    _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
+    with torch.inference_mode():
+        ref = model(patches).numpy()
+    got = _session(partial).run(None, {"input": patches.numpy()})[0]
+    return float(np.abs(got - ref).max())
+
+
 def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int, path: Path, patches, gen,
                          partials: list) -> float:
     gh, gw = global_view_size(side * 3, side * 2, model.global_size)  # a non-square region
     view = torch.randn(1, config.num_bands, gh, gw, generator=gen)
     boxes = torch.tensor([[0.0, 0.0, 1 / 3, 1 / 2], [2 / 3, 1 / 2, 1.0, 1.0]])[: patches.shape[0]]
-    with torch.inference_mode():
+    # no_grad, not inference_mode: the tracer cannot take inference tensors as inputs.
+    with torch.no_grad():
         context = model.forward_global(view)
         keys = sorted(context)
         ref = model.predict_patches(patches, context, boxes).numpy()
@@ -123,14 +132,17 @@ def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int
     l_partial = path.with_name(path.name + f".partial-{os.getpid()}")
     partials += [(g_partial, global_path), (l_partial, path)]
     ctx_names = [f"ctx_{k}" for k in keys]
-    _export(_GlobalGraph(model, keys), (view,), g_partial, ["view"], ctx_names,
-            {"view": {2: "gh", 3: "gw"}, **{n: {i: f"{n}_{i}" for i in range(2, context[k].dim())} for n, k in zip(ctx_names, keys)}})
-    _export(_LocalGraph(model, keys), (patches, boxes, *[context[k] for k in keys]), l_partial,
+    # Wrappers start in training mode, and the exporter restores each module's mode on exit.
+    _export(_GlobalGraph(model, keys).eval(), (view,), g_partial, ["view"], ctx_names,
+            {"view": {2: "gh", 3: "gw"}, **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)}})
+    _export(_LocalGraph(model, keys).eval(), (patches, boxes, *[context[k] for k in keys]), l_partial,
             ["patches", "boxes", *ctx_names], ["logits"],
             {"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"},
-             **{n: {i: f"{n}_{i}" for i in range(2, context[k].dim())} for n, k in zip(ctx_names, keys)}})
+             **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)}})
     g_out = _session(g_partial).run(None, {"view": view.numpy()})
+    local = _session(l_partial)
     feeds = {"patches": patches.numpy(), "boxes": boxes.numpy(), **dict(zip(ctx_names, g_out))}
-    got = _session(l_partial).run(None, feeds)[0]
+    # The exporter drops context inputs the current mode does not use.
+    got = local.run(None, {i.name: feeds[i.name] for i in local.get_inputs()})[0]
     ctx_diff = max(float(np.abs(g - context[k].numpy()).max()) for g, k in zip(g_out, keys))
     return max(ctx_diff, float(np.abs(got - ref).max()))

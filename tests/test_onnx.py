@@ -17,13 +17,18 @@ def parity_tile(config) -> int:
     return config.padded_size(max(config.min_tile, 64))
 
 
+# GLNet's windowed local->global pass sizes its windows from the box values, which a traced
+# graph cannot do; its graph is the G->L ensemble (the authors' mode 2). See test below.
+EXPORT_KWARGS = {"glnet": {"l2g": False}}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_onnx_matches_torch_on_the_same_tiles(name, tmp_path):
     config = get_config(name)
     tile = parity_tile(config)
     config = config.replace(tile=tile, overlap=min(config.overlap, tile // 4))
     torch.manual_seed(0)
-    model = create_model(name, config)
+    model = create_model(name, config, **EXPORT_KWARGS.get(name, {}))
     path = tmp_path / f"{name}.onnx"
     result = export_onnx(model, config, tile, path)
     assert result.max_abs_diff <= 1e-3
@@ -92,3 +97,10 @@ def test_export_command(runner, tmp_path):
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 64, 64]
     res = runner.invoke(main, ["export", "--model", "simple-fcn", "--tile", "64", "-o", str(out)])
     assert res.exit_code == 1 and "--overwrite" in res.output
+
+
+def test_glnet_with_the_windowed_l2g_pass_refuses_export_with_a_clear_error(tmp_path):
+    config = get_config("glnet").replace(tile=64, overlap=16)
+    with pytest.raises(ModelError, match="cannot export glnet.*l2g=False"):
+        export_onnx(create_model("glnet", config), config, 64, tmp_path / "g.onnx")
+    assert list(tmp_path.iterdir()) == []

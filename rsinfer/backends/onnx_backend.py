@@ -79,18 +79,19 @@ class OnnxBackend(Backend):
 
     # -- Backend -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def compute_context(self, view) -> list[torch.Tensor]:
+    def compute_context(self, view) -> dict[str, torch.Tensor]:
         if self.global_session is None:
             raise ModelError("this ONNX model has no global graph (NAME.global.onnx)")
-        return self._run(self.global_session, {"view": self.normalize(view.data[None], view.valid[None])})
+        outs = self._run(self.global_session, {"view": self.normalize(view.data[None], view.valid[None])})
+        return dict(zip((o.name for o in self.global_session.get_outputs()), outs))
 
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
         if boxes is None:
             return self._run(self.session, {self.input_names[0]: x})[0].to(self.device)
-        ctx_names = [n for n in self.input_names if n.startswith("ctx_")]
         boxes_t = torch.from_numpy(boxes).to(self.device)
         outputs = []
         for a, b in self.runs_of_same_context(contexts):
-            feeds = {"patches": x[a:b], "boxes": boxes_t[a:b], **dict(zip(ctx_names, contexts[a] or []))}
+            # Context tensors by name: the exporter drops the ones the graph's mode does not use.
+            feeds = {"patches": x[a:b], "boxes": boxes_t[a:b], **(contexts[a] or {})}
             outputs.append(self._run(self.session, {k: v for k, v in feeds.items() if k in self.input_names})[0])
         return torch.cat(outputs).to(self.device)
