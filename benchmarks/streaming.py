@@ -1,6 +1,7 @@
-"""Streaming benchmark: segment synthetic scenes of several sizes, report time, Mpx/s and peak RSS.
+"""Segment benchmark: synthetic scenes of several sizes (and modes), time, Mpx/s and peak RSS.
 
     python benchmarks/streaming.py --sizes 5000 30000 --model simple-fcn
+    python benchmarks/streaming.py --sizes 2448 --model glcanet --modes patch global global-local
 
 Each scene is made with ``rsinfer synth`` (once; reused when present in --workdir) and
 segmented by ``rsinfer segment`` in its own process, so each peak RSS is that run's
@@ -35,17 +36,20 @@ def machine() -> str:
             f"torch {torch.__version__}, Python {platform.python_version()}")
 
 
-def run_one(scene: Path, out: Path, model: str, device: str, batch: int, blend: str, extra: list[str]) -> dict:
-    """Segment ``scene`` in a child process and return its report as a dict."""
+def run_one(scene: Path, out: Path, model: str, device: str, batch: int, blend: str, mode: str | None) -> dict:
+    """Segment ``scene`` in a child process (so peaks do not mix) and return its report as a dict."""
     code = (
-        "import json, sys\n"
+        "import json, torch\n"
         "from rsinfer.pipeline import SegmentOptions, run_segment\n"
         f"r = run_segment(SegmentOptions(input={str(scene)!r}, output={str(out)!r}, model={model!r}, device={device!r},"
-        f" batch_size={batch}, blend={blend!r}, overwrite=True))\n"
+        f" batch_size={batch}, blend={blend!r}, mode={mode!r}, overwrite=True))\n"
+        "cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None\n"
         "print(json.dumps(dict(seconds=r.seconds, mpx=r.megapixels, mpx_per_s=r.mpx_per_s, peak_rss_mb=r.peak_rss_mb,"
-        " tiles=r.tiles, device=r.device)))\n"
+        " cuda_peak_mb=cuda, tiles=r.tiles, device=r.device)))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, *extra], capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"segment {scene} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -55,7 +59,8 @@ def main() -> None:
     ap.add_argument("--model", default="simple-fcn")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--blend", default="linear")
+    ap.add_argument("--blend", default="crop")
+    ap.add_argument("--modes", nargs="+", default=[None], help="global-local models: patch, global, global-local")
     ap.add_argument("--workdir", default="bench-data")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     args = ap.parse_args()
@@ -70,20 +75,23 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "rsinfer.cli.main", "synth", str(scene), "--size", f"{size}x{size}",
                             "--seed", "1", "--quiet"], check=True)
             print(f"synth {size}x{size}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        out = work / f"labels_{size}.tif"
-        r = run_one(scene, out, args.model, args.device, args.batch_size, args.blend, [])
-        r["size"] = size
-        rows.append(r)
-        print(f"{size}x{size}: {r['seconds']:.1f} s, {r['mpx_per_s']:.2f} Mpx/s, peak RSS {r['peak_rss_mb']:.0f} MB",
-              file=sys.stderr)
+        for mode in args.modes:
+            out = work / f"labels_{size}_{args.model}_{mode or 'default'}.tif"
+            r = run_one(scene, out, args.model, args.device, args.batch_size, args.blend, mode)
+            r.update(size=size, mode=mode or "-")
+            rows.append(r)
+            print(f"{size}x{size} {mode or ''}: {r['seconds']:.1f} s, {r['mpx_per_s']:.2f} Mpx/s, "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
 
     print(f"\nMachine: {machine()}")
     print(f"Model {args.model}, blend {args.blend}, batch {args.batch_size}, device {rows[0]['device']}\n")
-    print("| raster | tiles | wall time (s) | Mpx/s | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
+    print("| raster | mode | tiles | wall time (s) | Mpx/s | peak RSS (MB) | CUDA peak allocated (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']}×{r['size']} | {r['tiles']} | {r['seconds']:.1f} | {r['mpx_per_s']:.2f} | {r['peak_rss_mb']:.0f} |")
-    if len(rows) > 1:
+        cuda = "-" if r["cuda_peak_mb"] is None else f"{r['cuda_peak_mb']:.0f}"
+        print(f"| {r['size']}×{r['size']} | {r['mode']} | {r['tiles']} | {r['seconds']:.1f} | {r['mpx_per_s']:.3f} | "
+              f"{r['peak_rss_mb']:.0f} | {cuda} |")
+    if len(args.sizes) > 1:
         base = rows[0]["peak_rss_mb"]
         print(f"\nPeak RSS of the largest run is {rows[-1]['peak_rss_mb'] / base:.2f}× the smallest's.")
     if args.json_out:

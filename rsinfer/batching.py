@@ -1,15 +1,20 @@
-"""Grouping read tiles into model batches.
+"""Grouping read tiles into model batches, and choosing how many tiles a batch holds.
 
 Tiles with no valid pixel skip the model and pass straight on; the rest are stacked
-into arrays of ``batch_size`` tiles (the last batch may be smaller).
+into arrays of the current batch size (the last batch may be smaller). The batch size
+can shrink during a run: on CUDA out-of-memory the pipeline halves it and retries the
+same tiles, and later batches keep the smaller size.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
+import torch
 
+from .errors import ModelError, RsinferError
 from .io.reader import TileData
 
 
@@ -23,17 +28,28 @@ class Batch:
         return len(self.tiles)
 
 
-def batch_tiles(tiles: Iterable[TileData], batch_size: int) -> Iterator[Union[Batch, TileData]]:
-    """Yield a :class:`Batch` per ``batch_size`` non-empty tiles, and each empty tile as it comes."""
-    if batch_size < 1:
-        raise ValueError("batch size must be at least 1")
+class BatchSize:
+    """The number of tiles per batch; ``shrink`` lowers it for the rest of the run."""
+
+    def __init__(self, value: int):
+        if value < 1:
+            raise ValueError("batch size must be at least 1")
+        self.value = value
+
+    def shrink(self, to: int) -> None:
+        self.value = max(1, min(self.value, to))
+
+
+def batch_tiles(tiles: Iterable[TileData], size: BatchSize | int) -> Iterator[Union[Batch, TileData]]:
+    """Yield a :class:`Batch` per ``size`` non-empty tiles, and each empty tile as it comes."""
+    size = size if isinstance(size, BatchSize) else BatchSize(size)
     pending: list[TileData] = []
     for td in tiles:
         if td.empty:
             yield td
             continue
         pending.append(td)
-        if len(pending) == batch_size:
+        if len(pending) >= size.value:
             yield _stack(pending)
             pending = []
     if pending:
@@ -42,3 +58,74 @@ def batch_tiles(tiles: Iterable[TileData], batch_size: int) -> Iterator[Union[Ba
 
 def _stack(tiles: list[TileData]) -> Batch:
     return Batch(tiles, np.stack([t.data for t in tiles]), np.stack([t.valid for t in tiles]))
+
+
+def predict_halving_on_oom(predict: Callable, size: BatchSize, data: np.ndarray, valid: np.ndarray,
+                           contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
+    """``predict`` the batch; on CUDA out-of-memory, halve it and retry the same tiles.
+
+    No tile is lost: the batch is re-run in chunks of the halved size (halving again if a
+    chunk still does not fit) and the outputs joined. The smaller size is kept for later batches.
+    """
+    try:
+        return predict(data, valid, contexts, boxes)
+    except torch.cuda.OutOfMemoryError:
+        n = data.shape[0]
+        if n == 1:
+            raise ModelError("out of GPU memory with a batch of one tile; use a smaller --tile or --precision fp16") from None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        size.shrink(n // 2)
+        parts, i = [], 0
+        while i < n:
+            sl = slice(i, i + size.value)  # re-read: a chunk's own failure shrinks it further
+            parts.append(predict_halving_on_oom(
+                predict, size, data[sl], valid[sl], None if contexts is None else contexts[sl],
+                None if boxes is None else boxes[sl]))
+            i = sl.stop
+        return torch.cat(parts)
+
+
+def parse_memory(text: str) -> int:
+    """``24GiB``, ``500MB``, ``0.8`` (a fraction of the GPU's total) → bytes; fractions need a GPU."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B)?\s*", text, flags=re.IGNORECASE)
+    if not m:
+        raise RsinferError(f"--max-gpu-mem {text!r}: use e.g. 20GiB, 500MB or a fraction like 0.8")
+    value, unit = float(m.group(1)), (m.group(2) or "").upper()
+    if not unit:
+        if not 0 < value <= 1:
+            raise RsinferError(f"--max-gpu-mem {text!r}: a bare number is a fraction of GPU memory, in (0, 1]")
+        return int(value * torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    scale = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    return int(value * scale)
+
+
+def auto_batch_size(try_batch: Callable[[int], None], device: torch.device, budget: int | None,
+                    cpu_default: int = 4, largest: int = 256) -> int:
+    """The largest batch (a power of two) whose forward pass fits ``budget`` bytes of GPU memory.
+
+    ``try_batch(b)`` runs one batch of ``b`` tiles. Peak allocated memory is measured per
+    trial; an out-of-memory ends the search. On CPU there is no memory to fit: ``cpu_default``.
+    """
+    if device.type != "cuda":
+        return cpu_default
+    if budget is None:
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = int(free * 0.9)
+    best, b = 0, 1
+    while b <= largest:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        try:
+            try_batch(b)
+            torch.cuda.synchronize(device)
+        except torch.cuda.OutOfMemoryError:
+            break
+        if torch.cuda.max_memory_allocated(device) - base > budget:
+            break
+        best, b = b, b * 2
+    torch.cuda.empty_cache()
+    if best == 0:
+        raise ModelError("not even one tile fits the GPU memory budget; use a smaller --tile or raise --max-gpu-mem")
+    return best

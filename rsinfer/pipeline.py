@@ -21,7 +21,7 @@ import rasterio
 import torch
 
 from .backends import OnnxBackend, TorchBackend, resolve_device
-from .batching import Batch, batch_tiles
+from .batching import Batch, BatchSize, auto_batch_size, batch_tiles, parse_memory, predict_halving_on_oom
 from .errors import ModelError
 from .export import export_onnx, global_graph_path
 from .global_context import GlobalLocalFeeder
@@ -43,7 +43,9 @@ class SegmentOptions:
     weights: str | None = None
     tile: int | None = None
     overlap: int | None = None
-    batch_size: int = 4
+    batch_size: int | str = 4  # or "auto": the largest that fits max_gpu_mem (CUDA)
+    max_gpu_mem: str | None = None  # e.g. 20GiB or 0.8; None: what is free
+    precision: str = "fp32"  # fp32, fp16, bf16 (torch autocast)
     device: str = "auto"
     bands: tuple[int, ...] | None = None
     blend: str = "crop"
@@ -169,7 +171,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         backend = OnnxBackend(onnx_path, config, device, value_scale=info.value_scale,
                               global_path=global_path if global_path.exists() else None)
     elif opts.backend == "torch":
-        backend = TorchBackend(model, config, device, value_scale=info.value_scale)
+        backend = TorchBackend(model, config, device, value_scale=info.value_scale, precision=opts.precision)
     else:
         raise ModelError(f"unknown backend {opts.backend!r}; use torch or onnx")
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
@@ -180,6 +182,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
     )
     stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
     feeder = global_local_feeder(feeder_model, opts.mode, info, grid, config, backend)
+    batch_size = BatchSize(choose_batch_size(opts, backend, feeder, grid, info))
     workers = opts.read_workers or max(1, min(4, (os.cpu_count() or 2)))
     reader = TileReader(info, workers=workers)
 
@@ -188,11 +191,11 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
             open_writer(spec) as writer:
         sink = _WriterThread(writer)
         try:
-            for item in batch_tiles(reader.iter_tiles(grid), opts.batch_size):
+            for item in batch_tiles(reader.iter_tiles(grid), batch_size):
                 if isinstance(item, Batch):
                     tiles = [td.tile for td in item.tiles]
                     contexts, boxes = feeder.for_tiles(tiles) if feeder else (None, None)
-                    probs = backend.predict(item.data, item.valid, contexts, boxes)
+                    probs = predict_halving_on_oom(backend.predict, batch_size, item.data, item.valid, contexts, boxes)
                     valid = torch.from_numpy(item.valid)
                     finished = []
                     for i, td in enumerate(item.tiles):
@@ -234,6 +237,25 @@ def gdal_cache_mb(info: RasterInfo, grid: TileGrid, prob_bands: int) -> int:
     read = len(set(info.bands)) * itemsize * info.width * (grid.tile_shape[0] + 2 * block_h)
     write = (1 + prob_bands) * info.width * 2 * 512
     return int(min(1024, max(64, 2 * (read + write) / 2**20)))
+
+
+def choose_batch_size(opts: SegmentOptions, backend, feeder, grid: TileGrid, info: RasterInfo) -> int:
+    """The batch size asked for, or with ``auto`` the largest that fits the GPU budget."""
+    if opts.batch_size != "auto":
+        return int(opts.batch_size)
+    import numpy as np
+
+    h, w = grid.tile_shape
+    tiles = list(grid)[:1]
+
+    def try_batch(b: int) -> None:
+        data = np.zeros((b, len(info.bands), h, w), dtype=info.dtype)
+        valid = np.ones((b, h, w), dtype=bool)
+        contexts, boxes = feeder.for_tiles(tiles * b) if feeder else (None, None)
+        backend.predict(data, valid, contexts, boxes)
+
+    budget = parse_memory(opts.max_gpu_mem) if opts.max_gpu_mem else None
+    return auto_batch_size(try_batch, backend.device, budget)
 
 
 def set_model_mode(model, mode: str | None, config) -> bool:

@@ -440,7 +440,8 @@ def _building(r: np.random.Generator, lot: tuple[float, float, float, float], fi
     c, s = math.cos(angle), math.sin(angle)
     # Shrink a rotated footprint until its bounding box fits the lot.
     ex, ey = abs(c) * hu + abs(s) * hv, abs(s) * hu + abs(c) * hv
-    k = min(1.0, lw / (2 * ex), lh / (2 * ey))
+    # (a hair under the exact fit, so rounding cannot put the centre's range below zero)
+    k = min(1.0, lw / (2 * ex), lh / (2 * ey)) * (1 - 1e-9)
     hu, hv, ex, ey = hu * k, hv * k, ex * k, ey * k
     cx, cy = r.uniform(lx0 + ex, lx1 - ex), r.uniform(ly0 + ey, ly1 - ey)
     if hv > hu:  # u runs along the long side: that is where a gable ridge goes

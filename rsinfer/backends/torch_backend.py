@@ -1,5 +1,7 @@
-"""PyTorch backend (CPU or CUDA)."""
+"""PyTorch backend (CPU or CUDA): autocast precision, channels_last on CUDA, inference mode."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import torch
@@ -7,24 +9,44 @@ import torch.nn as nn
 
 from rsinfer.models import ModelConfig
 
+from ..errors import RsinferError
 from .base import Backend
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchBackend(Backend):
     def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device, value_scale: float = 1.0,
-                 activation: str = "softmax"):
+                 activation: str = "softmax", precision: str = "fp32"):
         super().__init__(config, device, value_scale, activation)
+        if precision not in PRECISIONS:
+            raise RsinferError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
+        self.precision = precision
         self.model = model.to(device).eval()
+        # NHWC lets cuDNN pick tensor-core kernels for convolutions; on CPU it only costs copies.
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def compute_context(self, view) -> dict:
-        return self.model.forward_global(self.normalize(view.data[None], view.valid[None]))
+        with self._autocast():
+            return self.model.forward_global(self.normalize(view.data[None], view.valid[None]))
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
-        if boxes is None:
-            return self.model(x)
-        # Global-local: runs of tiles sharing a region's context go through the model together.
-        boxes_t = torch.from_numpy(boxes).to(self.device)
-        return torch.cat([self.model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
-                          for a, b in self.runs_of_same_context(contexts)])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            if boxes is None:
+                return self.model(x)
+            # Global-local: runs of tiles sharing a region's context go through the model together.
+            boxes_t = torch.from_numpy(boxes).to(self.device)
+            return torch.cat([self.model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
+                              for a, b in self.runs_of_same_context(contexts)])

@@ -40,7 +40,20 @@ weights_opt = click.option("--weights", "-w", default=None,
                            help="Checkpoint file (.safetensors, .pt, .pth) or a name from weights/manifest.json.")
 tile_opt = click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile side in pixels [model default].")
 overlap_opt = click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tile overlap in pixels [model default].")
-batch_opt = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per forward pass.")
+def parse_batch_size(ctx, param, value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r} is not a positive number or 'auto'")
+    return n
+
+
+batch_opt = click.option("--batch-size", "-b", default="4", show_default=True, callback=parse_batch_size,
+                         help="Tiles per forward pass, or 'auto': the largest that fits --max-gpu-mem (CUDA).")
 bands_opt = click.option("--bands", callback=parse_bands, default=None,
                          help="Input bands feeding the model, in model order, e.g. 3,2,1 [by colour interpretation].")
 blend_opt = click.option("--blend", type=click.Choice(BLENDS), default="crop", show_default=True,

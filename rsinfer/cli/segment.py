@@ -30,11 +30,14 @@ from rsinfer.cli.progress import TileProgress
               help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
               help="Exported graph for --backend onnx [exported and cached on first use].")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="Autocast precision of the torch backend.")
+@click.option("--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
 @options.quiet_opt
 def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
-            mode, backend, onnx_path, workers, overwrite, quiet):
+            mode, backend, onnx_path, precision, max_gpu_mem, workers, overwrite, quiet):
     """Segment INPUT window by window with a model and write a label map to --output.
 
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
@@ -46,7 +49,7 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
         input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
         overwrite=overwrite, value_scale=value_scale, read_workers=workers, mode=mode,
-        backend=backend, onnx=onnx_path,
+        backend=backend, onnx=onnx_path, precision=precision, max_gpu_mem=max_gpu_mem,
     )
     with warnings.catch_warnings():
         if quiet:
