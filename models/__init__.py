@@ -3,6 +3,6 @@ from .config import ModelConfig
 from .registry import DEFAULT_MODEL, create_model, get_config, get_entry, list_models, register_model
 
 # Importing a model module registers its entry points.
-from . import ammunet, glcanet, glnet, hiresnet, lanet, simple  # noqa: F401,E402
+from . import ammunet, baselines, glcanet, glnet, hiresnet, lanet, simple  # noqa: F401,E402
 
 __all__ = ["DEFAULT_MODEL", "ModelConfig", "create_model", "get_config", "get_entry", "list_models", "register_model"]

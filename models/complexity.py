@@ -25,7 +25,7 @@ class Complexity:
 def model_complexity(name: str, tile: int | None = None, flops: bool = True) -> Complexity:
     config = get_config(name)
     if tile:
-        config = config.replace(tile=tile)
+        config = config.replace(tile=tile, overlap=min(config.overlap, tile // 2))
     with torch.device("meta"):
         model = create_model(name, config)
     params = sum(p.numel() for p in model.parameters())

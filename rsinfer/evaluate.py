@@ -435,7 +435,12 @@ def default_window(pred: LabelRaster, labels: LabelRaster) -> tuple[int, int]:
 
 @dataclass
 class _Counter:
-    """Counts one window: which pixels count, and the bincount of ``truth * K + prediction``."""
+    """Counts one window: which pixels count, and the bincount of ``truth * K + prediction``.
+
+    Two 8-bit rasters (the usual case) take a fast path: one 65 536-bin bincount of
+    ``truth << 8 | prediction`` over every pixel, nodata and ignored rows and columns
+    zeroed afterwards (several times faster than masking first). Other types mask first.
+    """
 
     pred: LabelRaster
     labels: LabelRaster
@@ -446,21 +451,42 @@ class _Counter:
         rows, cols = window
         t = self.labels.read(rows, cols)
         p = self.pred.read(rows, cols)
+        where = f"rows {rows.start}-{rows.stop}, cols {cols.start}-{cols.stop}"
+        if t.dtype == np.uint8 and p.dtype == np.uint8:
+            return self._count_uint8(t, p, where)
         valid = (t != self.labels.nodata) & (p != self.pred.nodata)
         if self.ignore:
             valid &= ~np.isin(t, self.ignore)
         t, p = t[valid], p[valid]
         if t.size == 0:
             return np.zeros((self.num_classes or 0,) * 2, dtype=np.int64)
-        where = f"rows {rows.start}-{rows.stop}, cols {cols.start}-{cols.stop}"
-        tmax, pmax = self._range(self.labels, t, where), self._range(self.pred, p, where)
+        tmax = self._check_range(self.labels, int(t.min()), int(t.max()), where)
+        pmax = self._check_range(self.pred, int(p.min()), int(p.max()), where)
         k = self.num_classes or max(tmax, pmax) + 1
         idx = t.astype(np.intp) * k
         idx += p
         return np.bincount(idx, minlength=k * k).reshape(k, k).astype(np.int64, copy=False)
 
-    def _range(self, raster: LabelRaster, v: np.ndarray, where: str) -> int:
-        lo, hi = int(v.min()), int(v.max())
+    def _count_uint8(self, t: np.ndarray, p: np.ndarray, where: str) -> np.ndarray:
+        code = t.astype(np.uint16)
+        code <<= 8
+        code |= p
+        table = np.bincount(code.ravel(), minlength=1 << 16).reshape(256, 256)  # [truth, prediction]
+        for v in (self.labels.nodata, *self.ignore):
+            if _is_byte(v):
+                table[int(v), :] = 0
+        if _is_byte(self.pred.nodata):
+            table[:, int(self.pred.nodata)] = 0
+        t_seen = np.flatnonzero(table.any(axis=1))
+        if t_seen.size == 0:
+            return np.zeros((self.num_classes or 0,) * 2, dtype=np.int64)
+        p_seen = np.flatnonzero(table.any(axis=0))
+        tmax = self._check_range(self.labels, 0, int(t_seen[-1]), where)
+        pmax = self._check_range(self.pred, 0, int(p_seen[-1]), where)
+        k = self.num_classes or max(tmax, pmax) + 1
+        return table[:k, :k].astype(np.int64, copy=True)
+
+    def _check_range(self, raster: LabelRaster, lo: int, hi: int, where: str) -> int:
         if lo < 0:
             raise InputError(f"{raster.path}: negative class id {lo} in {where}; class ids start at 0")
         k = self.num_classes
@@ -471,6 +497,10 @@ class _Counter:
             raise InputError(f"{raster.path}: class id {hi} in {where}; that is not a label map "
                              f"(at most {MAX_CLASSES} classes)")
         return hi
+
+
+def _is_byte(v) -> bool:
+    return v is not None and float(v).is_integer() and 0 <= v <= 255
 
 
 def _run(work: Callable, windows: list, workers: int) -> Iterator:

@@ -51,7 +51,6 @@ def evaluate(ctx, pred, labels, num_classes, ignore, json_path, workers, overwri
 
 
 def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, quiet) -> None:
-    from rsinfer.cli.progress import TileProgress
     from rsinfer.evaluate import evaluate_rasters, write_json
 
     if json_path is not None:
@@ -65,9 +64,12 @@ def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, 
             warnings.simplefilter("ignore")
         else:
             warnings.showwarning = _show_warning
-        with TileProgress(disable=quiet, label="eval") as progress:
+        progress = _LazyProgress(disable=quiet)
+        try:
             result = evaluate_rasters(pred, labels, num_classes=num_classes, ignore=ignore, workers=workers,
                                       progress=progress.update)
+        finally:
+            progress.close()
     if json_path is not None:
         write_json(result, json_path)
     summary = (f"mIoU {_pct(result.miou)}  mean F1 {_pct(result.mean_f1)}  OA {_pct(result.oa)}  "
@@ -82,6 +84,26 @@ def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, 
         f"{result.seconds:.1f} s" + (f" -> {json_path}" if json_path else ""),
         err=True,
     )
+
+
+class _LazyProgress:
+    """The progress bar, started at the first window: an error before it leaves stderr one line."""
+
+    def __init__(self, disable: bool):
+        self._disable = disable
+        self._bar = None
+
+    def update(self, done: int, total: int, pixels: int) -> None:
+        if self._bar is None:
+            from rsinfer.cli.progress import TileProgress
+
+            self._bar = TileProgress(disable=self._disable, label="eval").__enter__()
+        self._bar.update(done, total, pixels)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 def _print_table(result) -> None:

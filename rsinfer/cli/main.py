@@ -36,11 +36,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import convert_weights, export, list_models, segment, synth
+    from . import bench, convert_weights, evaluate, export, list_models, segment, synth
 
     main.add_command(segment.segment)
     main.add_command(convert_weights.convert_weights)
     main.add_command(export.export)
+    main.add_command(bench.bench)
+    main.add_command(evaluate.evaluate)
     main.add_command(synth.synth)
     main.add_command(list_models.models)
 

@@ -1,0 +1,211 @@
+"""One benchmark measurement, run in a process of its own so its peak memory is its alone.
+
+    python -m rsinfer.benchmark.worker '{"kind": "memory", "model": "pspnet", ...}'
+
+prints one JSON object on its last line.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+
+import numpy as np
+import torch
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _DeviceMemorySampler:
+    """Device-level used memory (CUDA context included), as gpustat shows it: NVML for this
+    process when pynvml is installed, else the device's total minus free, sampled every 5 ms."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+        self._nvml = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = (pynvml, pynvml.nvmlDeviceGetHandleByIndex(device.index or 0))
+        except Exception:
+            self._nvml = None
+
+    def _used(self) -> int:
+        if self._nvml:
+            import os
+
+            nv, handle = self._nvml
+            for p in nv.nvmlDeviceGetComputeRunningProcesses(handle):
+                if p.pid == os.getpid() and p.usedGpuMemory:
+                    return int(p.usedGpuMemory)
+        free, total = torch.cuda.mem_get_info(self.device)
+        return total - free
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._used())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._used())
+
+
+def _build(name: str, device: torch.device, tile: int | None = None, mode: str | None = None):
+    from rsinfer.models import create_model, get_config
+
+    config = get_config(name)
+    if tile:
+        config = config.replace(tile=tile, overlap=min(config.overlap, tile // 4))
+    torch.manual_seed(0)
+    model = create_model(name, config).to(device)
+    if mode and hasattr(model, "set_mode"):
+        model.set_mode(mode)
+    return config, model
+
+
+def memory(spec: dict) -> dict:
+    """Peak memory of one inference setting on one ``size``² image (random data, batch 1).
+
+    ``patch``: the image cut into ``patch``² tiles (``overlap`` px), one forward per tile.
+    ``global``: the whole image in one forward. ``global-local``: a global-local model's
+    global view of the image, then its patches with their crops.
+    """
+    from rsinfer.models.global_local import global_view_size
+    from rsinfer.tiling import TileGrid
+
+    device = torch.device(spec["device"])
+    setting, size = spec["setting"], spec["size"]
+    mode = {"patch": "patch", "global-local": "global-local"}.get(setting) if spec.get("global_local") else None
+    config, model = _build(spec["model"], device, mode=mode)
+    image = torch.randn(1, config.num_bands, size, size, generator=torch.Generator().manual_seed(0))
+    grid = TileGrid(size, size, spec["patch"], spec["overlap"])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    idle_rss = _rss_mb()
+    sampler = _DeviceMemorySampler(device) if device.type == "cuda" else None
+    start = time.perf_counter()
+
+    def pad(x):
+        h, w = x.shape[-2:]
+        return torch.nn.functional.pad(x, (0, config.padded_size(w) - w, 0, config.padded_size(h) - h), mode="replicate")
+
+    with (sampler or _Null()), torch.inference_mode():
+        if setting == "global":
+            model(pad(image).to(device))
+        elif setting == "patch" or setting == "global-local":
+            context = None
+            if setting == "global-local":
+                gh, gw = global_view_size(size, size, model.global_size)
+                view = torch.nn.functional.interpolate(image, size=(gh, gw), mode="bilinear", antialias=True)
+                context = model.forward_global(view.to(device))
+            for t in grid:
+                x = pad(image[..., t.rows.start:t.rows.stop, t.cols.start:t.cols.stop]).to(device)
+                if context is None and not spec.get("global_local"):
+                    model(x)
+                else:
+                    ph, pw = x.shape[-2:]
+                    box = torch.tensor([[t.rows.start / size, t.cols.start / size,
+                                         (t.rows.start + ph) / size, (t.cols.start + pw) / size]], device=device)
+                    model.predict_patches(x, context, box)
+        else:
+            raise ValueError(f"unknown setting {setting!r}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    out = dict(spec, seconds=time.perf_counter() - start, patches=len(grid) if setting != "global" else 1,
+               peak_rss_mb=_peak_rss_mb(), idle_rss_mb=idle_rss)
+    if device.type == "cuda":
+        out.update(cuda_peak_allocated_mb=torch.cuda.max_memory_allocated(device) / 2**20,
+                   device_used_mb=sampler.peak / 2**20)
+    return out
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def speed(spec: dict) -> dict:
+    """Latency of batches of ``size``² inputs: warm-up excluded, CUDA timed with events."""
+    device = torch.device(spec["device"])
+    size, batch, runs = spec["size"], spec["batch"], spec["runs"]
+    config, model = _build(spec["model"], device, tile=size)
+    side = config.padded_size(size)
+    x = torch.randn(batch, config.num_bands, side, side, generator=torch.Generator().manual_seed(0))
+    precision = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[spec["precision"]]
+    if spec["backend"] == "onnx":
+        from rsinfer.export import export_onnx
+
+        import onnxruntime as ort
+
+        path = f"{spec['workdir']}/{spec['model']}-{size}.onnx"
+        export_onnx(model.cpu(), config, size, path)
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        if device.type == "cpu":
+            providers = ["CPUExecutionProvider"]
+        session = ort.InferenceSession(path, providers=providers)
+        feed = {session.get_inputs()[0].name: x.numpy()}
+
+        def step():
+            session.run(None, feed)
+    else:
+        x = x.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def step():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                model(x)
+
+    for _ in range(spec["warmup"]):
+        step()
+    times = []
+    for _ in range(runs):
+        if device.type == "cuda" and spec["backend"] == "torch":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            step()
+            b.record()
+            torch.cuda.synchronize(device)
+            times.append(a.elapsed_time(b) / 1000)
+        else:
+            t0 = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+    t = np.array(times)
+    return dict(spec, p50_ms=float(np.percentile(t, 50) * 1000), p95_ms=float(np.percentile(t, 95) * 1000),
+                fps=float(batch / np.median(t)), mpx_per_s=float(batch * size * size / np.median(t) / 1e6))
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    result = {"memory": memory, "speed": speed}[spec["kind"]](spec)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

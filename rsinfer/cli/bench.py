@@ -1,0 +1,127 @@
+"""``rsinfer bench memory`` and ``rsinfer bench speed``: the papers' efficiency tables, on your hardware."""
+from __future__ import annotations
+
+import platform
+
+import click
+
+
+def _machine(device: str) -> str:
+    import os
+
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _models(value: str, default: tuple[str, ...]) -> list[str]:
+    return [m.strip() for m in value.split(",") if m.strip()] if value else list(default)
+
+
+def _device(value: str) -> str:
+    from rsinfer.backends import resolve_device
+
+    return str(resolve_device(value))
+
+
+output_opts = [
+    click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON."),
+    click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV."),
+    click.option("--markdown", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table."),
+]
+
+
+def with_outputs(f):
+    for opt in reversed(output_opts):
+        f = opt(f)
+    return f
+
+
+@click.group(short_help="Benchmark memory (patch vs global) and speed.")
+def bench():
+    """Reproduce the papers' efficiency tables on this machine, the papers' figures beside ours."""
+
+
+@bench.command(short_help="Peak memory of patch, global and global-local inference.")
+@click.option("--models", default="", help="Comma-separated models [the GLCANet table's plus ammunet, lanet, hiresnet].")
+@click.option("--size", type=click.IntRange(min=32), default=2448, show_default=True, help="Image side (DeepGlobe: 2448).")
+@click.option("--patch", type=click.IntRange(min=16), default=500, show_default=True, help="Patch side.")
+@click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Patch overlap.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write a bar chart.")
+@with_outputs
+def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, md_path):
+    """Peak memory of each model with batch 1 and no gradients, each configuration in its own
+    process: patch inference (the image cut into patches) and global inference (the whole image
+    at once); GLNet/GLCANet in patch and global-local mode. On CUDA: device-level used memory
+    (as gpustat shows it, CUDA context included) and torch's peak allocated; on CPU: peak RSS."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsinfer.benchmark import report, runner
+
+    device = _device(device)
+    names = _models(models, runner.TABLE_MODELS + runner.OUR_MODELS)
+    console = Console(stderr=True)
+    rows = runner.memory_rows(names, size, patch, overlap, device,
+                              on_row=lambda r: console.print(f"  {r['model']} {r['setting']}: {report._mb(r):.0f} MB"))
+    lines = report.memory_table(rows)
+    unit = "device used MB" if device.startswith("cuda") else "peak RSS MB"
+    table = Table(title=f"Peak memory, {size}² image, {patch}² patches ({unit}); paper: {report.MEMORY_TABLE_SOURCE}")
+    for col in report.MEMORY_COLUMNS:
+        if any(col in line for line in lines):
+            table.add_column(col.replace("_", " "), justify="left" if col in ("model", "device") else "right")
+    for line in lines:
+        table.add_row(*[str(line.get(c, "-")) for c in report.MEMORY_COLUMNS if any(c in ln for ln in lines)])
+    Console().print(table)
+    meta = {"machine": _machine(device), "size": size, "patch": patch, "overlap": overlap, "unit": unit}
+    report.write_outputs(lines, report.MEMORY_COLUMNS, json_path, csv_path, md_path, meta)
+    if png_path:
+        report.memory_chart(lines, png_path, f"{size}² image, {patch}² patches: {unit}\n{meta['machine']}")
+
+
+@bench.command(short_help="Params, GFLOPs, latency and FPS per model, backend and precision.")
+@click.option("--models", default="", help="Comma-separated models [ammunet, lanet, hiresnet].")
+@click.option("--sizes", default="512", show_default=True, help="Comma-separated input sides.")
+@click.option("--backends", default="torch", show_default=True, help="torch,onnx")
+@click.option("--precisions", default="fp32", show_default=True, help="fp32,fp16,bf16")
+@click.option("--batches", default="1", show_default=True, help="Comma-separated batch sizes (FPS at each).")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@with_outputs
+def speed(models, sizes, backends, precisions, batches, runs, warmup, device, json_path, csv_path, md_path):
+    """Latency p50/p95, FPS and Mpx/s with warm-up runs excluded (CUDA timed with events), with
+    parameters and GFLOPs (torch's FLOP counter, 2 per multiply-add) and the papers' rows beside."""
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsinfer.benchmark import report, runner
+
+    device = _device(device)
+    console = Console(stderr=True)
+    with tempfile.TemporaryDirectory() as work:
+        rows = runner.speed_rows(
+            _models(models, runner.OUR_MODELS), [int(s) for s in sizes.split(",")], backends.split(","),
+            precisions.split(","), [int(b) for b in batches.split(",")], device, runs, warmup, work,
+            on_row=lambda r: console.print(f"  {r['model']} {r['size']} {r['backend']} {r['precision']} "
+                                           f"b{r['batch']}: {r['fps']:.2f} FPS"))
+    lines = report.speed_table(rows)
+    table = Table(title=f"Speed on {_machine(device)} (papers' rows marked)")
+    for col in report.SPEED_COLUMNS:
+        table.add_column(col, justify="left" if col in ("model", "backend", "precision", "device") else "right",
+                         overflow="fold")
+    for line in lines:
+        table.add_row(*[str(line.get(c, "-")) for c in report.SPEED_COLUMNS])
+    Console().print(table)
+    report.write_outputs(lines, report.SPEED_COLUMNS, json_path, csv_path, md_path, {"machine": _machine(device)})

@@ -1,0 +1,55 @@
+"""rsinfer bench memory / speed on CPU with small sizes."""
+import csv
+import json
+
+import pytest
+
+from rsinfer.cli.main import main
+
+
+def test_bench_memory_rows_parse_and_global_needs_more_than_patches(runner, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "m"
+    res = runner.invoke(main, ["bench", "memory", "--models", "simple-fcn", "--size", "768", "--patch", "128",
+                               "--overlap", "16", "--device", "cpu", "--json", f"{out}.json", "--csv", f"{out}.csv",
+                               "--markdown", f"{out}.md", "--png", f"{out}.png"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "m.json").read_text())
+    (row,) = data["rows"]
+    assert row["model"] == "simple-fcn" and row["patch_mb"] > 0 and row["global_mb"] > 0
+    # a 768² image in one pass holds 36x the activations of a 128² patch
+    assert row["global_mb"] > row["patch_mb"]
+    assert data["meta"]["unit"] == "peak RSS MB" and "cores" in data["meta"]["machine"]
+    assert list(csv.DictReader(open(tmp_path / "m.csv")))[0]["model"] == "simple-fcn"
+    assert "| simple-fcn |" in (tmp_path / "m.md").read_text()
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_memory_puts_the_papers_figures_beside_ours():
+    from rsinfer.benchmark.report import memory_table
+
+    rows = [dict(model="pspnet", setting=s, peak_rss_mb=100.0 + i, idle_rss_mb=50.0, seconds=1.0, device="cpu")
+            for i, s in enumerate(("patch", "global"))]
+    (line,) = memory_table(rows)
+    assert line["patch_mb"] == 100.0 and line["global_mb"] == 101.0
+    assert line["paper_patch_mb"] == 1513 and line["paper_global_mb"] == 6289
+
+
+def test_bench_speed_torch_and_onnx(runner, tmp_path):
+    pytest.importorskip("onnxruntime")
+    res = runner.invoke(main, ["bench", "speed", "--models", "simple-fcn,ammunet", "--sizes", "64", "--backends",
+                               "torch,onnx", "--precisions", "fp32,bf16", "--batches", "1,2", "--runs", "3",
+                               "--warmup", "1", "--device", "cpu", "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    ours = [r for r in rows if "paper" not in r["model"]]
+    # 2 models x (torch fp32, torch bf16, onnx fp32) x 2 batch sizes
+    assert len(ours) == 12
+    assert all(r["fps"] > 0 and r["p95_ms"] >= r["p50_ms"] > 0 and r["params_m"] > 0 and r["gflops"] > 0 for r in ours)
+    paper = [r for r in rows if "paper" in r["model"]]
+    assert paper and paper[0]["fps"] == 64.10 and paper[0]["params_m"] == 32.35
+
+
+def test_bench_names_an_unknown_model(runner):
+    res = runner.invoke(main, ["bench", "memory", "--models", "nope", "--size", "64", "--patch", "32"])
+    assert res.exit_code == 1 and "unknown model" in res.output
