@@ -7,7 +7,6 @@ prints one JSON object on its last line.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import threading
 import time
@@ -15,15 +14,13 @@ import time
 import numpy as np
 import torch
 
+from rsinfer.pipeline import peak_rss_mb
+
 
 def _rss_mb() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _DeviceMemorySampler:
@@ -131,7 +128,7 @@ def memory(spec: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     out = dict(spec, seconds=time.perf_counter() - start, patches=len(grid) if setting != "global" else 1,
-               peak_rss_mb=_peak_rss_mb(), idle_rss_mb=idle_rss)
+               peak_rss_mb=peak_rss_mb(), idle_rss_mb=idle_rss)
     if device.type == "cuda":
         out.update(cuda_peak_allocated_mb=torch.cuda.max_memory_allocated(device) / 2**20,
                    device_used_mb=sampler.peak / 2**20)
