@@ -5,6 +5,11 @@ and read tiles ahead of the consumer into a bounded window of futures, so decodi
 overlaps the model and memory stays at ``depth`` tiles whatever the raster's size.
 Tiles are yielded in grid order.
 
+GDAL decodes whole blocks whatever window is asked for, so tile windows that straddle
+blocks cost no extra decoding as long as the blocks stay in GDAL's block cache: the
+pipeline sizes that cache to a band of tile rows (``pipeline.gdal_cache_mb``), so each
+block of the file is decoded once, and reads follow the grid row by row to keep it so.
+
 The valid mask comes from GDAL's dataset mask (nodata, alpha band or internal mask,
 whichever the file has). A tile with no valid pixel is yielded without data, so it is
 never sent to the model.
