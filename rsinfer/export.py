@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ TOLERANCE = 1e-3  # max |logit difference| accepted in fp32
 class ExportResult:
     paths: list[str]
     max_abs_diff: float
+    # The CPU sessions that verified each graph, by final path: a CPU backend reuses them
+    # rather than paying for building a session on a large graph twice.
+    sessions: dict = field(default_factory=dict)
 
 
 def global_graph_path(path: str | Path) -> Path:
@@ -87,9 +90,10 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
     gen = torch.Generator().manual_seed(seed)
     patches = torch.randn(batch, config.num_bands, side, side, generator=gen)
     partials: list[tuple[Path, Path]] = []
+    sessions: dict = {}
     try:
         try:
-            diff = _export_verified(model, config, side, path, patches, gen, partials)
+            diff = _export_verified(model, config, side, path, patches, gen, partials, sessions)
         except (RuntimeError, ValueError, NotImplementedError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{path}: cannot export {config.name}: {first[:400]}") from None
@@ -97,28 +101,31 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
             raise ModelError(f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written")
         for partial, final in partials:
             os.replace(partial, final)
-        return ExportResult([str(f) for _, f in partials], diff)
+        return ExportResult([str(f) for _, f in partials], diff,
+                            {str(final): sessions[str(partial)] for partial, final in partials if str(partial) in sessions})
     finally:
         for partial, _ in partials:
             if partial.exists():
                 partial.unlink()
 
 
-def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list) -> float:
+def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list,
+                     sessions: dict) -> float:
     """Export to partial files; return the max |difference| from PyTorch on the test batch."""
     if isinstance(model, GlobalLocalModel):
-        return _export_global_local(model, config, side, path, patches, gen, partials)
+        return _export_global_local(model, config, side, path, patches, gen, partials, sessions)
     partial = path.with_name(path.name + f".partial-{os.getpid()}")
     partials.append((partial, path))
     _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
     with torch.inference_mode():
         ref = model(patches).numpy()
-    got = _session(partial).run(None, {"input": patches.numpy()})[0]
+    session = sessions[str(partial)] = _session(partial)
+    got = session.run(None, {"input": patches.numpy()})[0]
     return float(np.abs(got - ref).max())
 
 
 def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int, path: Path, patches, gen,
-                         partials: list) -> float:
+                         partials: list, sessions: dict) -> float:
     gh, gw = global_view_size(side * 3, side * 2, model.global_size)  # a non-square region
     view = torch.randn(1, config.num_bands, gh, gw, generator=gen)
     boxes = torch.tensor([[0.0, 0.0, 1 / 3, 1 / 2], [2 / 3, 1 / 2, 1.0, 1.0]])[: patches.shape[0]]
@@ -139,8 +146,9 @@ def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int
             ["patches", "boxes", *ctx_names], ["logits"],
             {"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"},
              **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)}})
-    g_out = _session(g_partial).run(None, {"view": view.numpy()})
-    local = _session(l_partial)
+    g_session = sessions[str(g_partial)] = _session(g_partial)
+    g_out = g_session.run(None, {"view": view.numpy()})
+    local = sessions[str(l_partial)] = _session(l_partial)
     feeds = {"patches": patches.numpy(), "boxes": boxes.numpy(), **dict(zip(ctx_names, g_out))}
     # The exporter drops context inputs the current mode does not use.
     got = local.run(None, {i.name: feeds[i.name] for i in local.get_inputs()})[0]

@@ -166,10 +166,10 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
     feeder_model = model
     if opts.backend == "onnx":
         set_model_mode(model, opts.mode, config)
-        onnx_path = Path(opts.onnx) if opts.onnx else cached_onnx(model, config)
+        onnx_path, sessions = (Path(opts.onnx), None) if opts.onnx else cached_onnx(model, config)
         global_path = global_graph_path(onnx_path)
         backend = OnnxBackend(onnx_path, config, device, value_scale=info.value_scale,
-                              global_path=global_path if global_path.exists() else None)
+                              global_path=global_path if global_path.exists() else None, sessions=sessions)
     elif opts.backend == "torch":
         backend = TorchBackend(model, config, device, value_scale=info.value_scale, precision=opts.precision)
     else:
@@ -280,8 +280,9 @@ def global_local_feeder(model, mode: str | None, info, grid, config, backend):
     return GlobalLocalFeeder(info, grid, config, backend.compute_context, needs_context=model.mode != "patch")
 
 
-def cached_onnx(model, config) -> Path:
-    """The model's ONNX graph for this tile, exported on first use into the cache folder.
+def cached_onnx(model, config) -> tuple[Path, dict | None]:
+    """The model's ONNX graph for this tile, exported on first use into the cache folder
+    (with the CPU sessions that verified it, which a CPU backend reuses).
 
     The cache key covers the model, tile, mode and a digest of the weights, so a new
     checkpoint never reuses an old graph.
@@ -296,9 +297,9 @@ def cached_onnx(model, config) -> Path:
     cache = Path(os.environ.get("RSINFER_CACHE", Path.home() / ".cache" / "rsinfer")) / "onnx"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{config.name}-{config.tile}-{mode}-{digest.hexdigest()[:16]}.onnx"
-    if not path.exists():
-        export_onnx(model, config, config.tile, path)
-    return path
+    if path.exists():
+        return path, None
+    return path, export_onnx(model, config, config.tile, path).sessions
 
 
 def backend_label(backend) -> str:

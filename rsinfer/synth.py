@@ -1,34 +1,38 @@
 """Synthetic orthophoto + ISPRS label scenes of any size, written in bounded memory.
 
-Design: a city laid out by hashing, so any window can be drawn on its own.
+Design: a city laid out by hashing, so that any window can be drawn on its own.
 
-* The plane is cut by a street grid. Vertical line ``j`` sits near ``j * 60 m`` and
-  horizontal line ``i`` near ``i * 60 m``, each moved by a jitter of up to 10 m, so
-  blocks are 40-80 m. A line's position, width and sidewalks, and each stretch of it
-  between two crossings (present or not, its parked cars), come from
-  ``numpy.random.default_rng([seed, salt, ...indices])``.
-* The block between four lines is a *cell*; its content (ground cover, building
-  footprints, tree crowns, cars, clutter) comes from ``default_rng([seed, salt, i, j])``
-  and depends on nothing but the seed, the indices and the street lines around it.
-* Rendering a window visits the cells and street stretches whose reach (the cell plus
-  ``_MARGIN`` for crowns and shadows that spill over) meets the window, and paints
-  them layer by layer, in a fixed order: ground, ground patches, sidewalks, asphalt,
-  markings, cars, buildings, shadows, trees. Within a layer, cells are visited in
-  (row, column) order, so overlaps resolve the same way in every window.
-* Texture noise is a pure integer hash of the global pixel indices, never a sequential
-  generator, and per-pixel maths uses only correctly rounded operations (+ - * / sqrt,
-  floor), so a pixel's value cannot depend on where a window boundary fell.
+* A street grid cuts the plane. Vertical line ``j`` sits near ``j * 60 m`` and horizontal
+  line ``i`` near ``i * 60 m``, each moved by up to 10 m, so blocks are 40-80 m. A line's
+  position and width, and each stretch of street between two crossings (there or not,
+  its parked cars and avenue trees), are drawn from a generator seeded with
+  ``[seed, salt, axis, indices]`` (``numpy.random.default_rng`` via :class:`_Stream`).
+* The block between four lines is a *cell*. Its plan (kind: houses, halls, park, field,
+  wood, car park, waste ground; then ground cover, footprints, crowns, cars, clutter) is
+  drawn from ``[seed, salt, i, j]`` and depends on nothing else but the street lines
+  around it.
+* A window is rendered from the cells and streets whose reach (the cell plus ``_MARGIN``
+  for crowns and shadows that spill over) meets it, painted layer by layer in a fixed
+  order: ground, ground patches, sidewalks, asphalt, markings, cars, building shadows,
+  roofs, tree shadows, crowns. Later layers overwrite earlier ones in the label too;
+  shadows only darken the colour. Within a layer the order is fixed by the indices, so
+  overlaps resolve the same way in every window.
+* Textures and sensor noise are integer hashes of the global pixel indices, never a
+  sequential generator, and per-pixel arithmetic is elementwise IEEE (+ - * /, floor) on
+  coordinates computed from global indices, so no value depends on where a window
+  boundary fell.
 
-Hence every pixel is a pure function of (seed, pixel_size, row, column): the file is
-the same whatever the block size, and the writer only ever holds one window (about one
-tile) of pixels.
+Hence every pixel is a pure function of (seed, pixel_size, row, column): the files are
+identical whatever the block size. The writer holds one window (a tile, or a few tiles
+side by side when tiles are small) plus the plans of a few rows of cells.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable
 
@@ -43,8 +47,11 @@ from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
 
 __all__ = ["write_synthetic_scene", "scene_profile"]
 
-IMPERVIOUS, BUILDING, LOW_VEG, TREE, CAR, CLUTTER = range(6)
-assert len(ISPRS_CLASSES) == 6 and ISPRS_CLASSES[CAR] == "car"
+# Class ids as the shared legend numbers them.
+IMPERVIOUS, BUILDING, LOW_VEG, TREE, CAR, CLUTTER = (
+    ISPRS_CLASSES.index(name)
+    for name in ("impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter")
+)
 
 _CELL = 60.0  # mean street spacing, metres
 _JITTER = 10.0  # street lines move up to this far off the regular grid: blocks of 40-80 m
@@ -68,8 +75,38 @@ def _zigzag(k: int) -> int:
     return 2 * k if k >= 0 else -2 * k - 1
 
 
-def _rng(*keys: int) -> np.random.Generator:
-    return np.random.default_rng([_zigzag(int(k)) for k in keys])
+class _Stream:
+    """Scalar random draws for one object's plan, seeded by hashing `keys`.
+
+    Plans take many scalar draws, and numpy's per-call overhead (microseconds) would
+    dominate them, so uniforms are fetched from the Generator in batches and the
+    distributions below are plain Python on top. The sequence is fixed by the keys.
+    """
+
+    __slots__ = ("_gen", "_buf", "_i")
+
+    def __init__(self, *keys: int) -> None:
+        self._gen = np.random.default_rng([_zigzag(int(k)) for k in keys])
+        self._buf: list[float] = []
+        self._i = 0
+
+    def random(self) -> float:
+        if self._i == len(self._buf):
+            self._buf, self._i = self._gen.random(64).tolist(), 0
+        self._i += 1
+        return self._buf[self._i - 1]
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * self.random()
+
+    def integers(self, lo: int, hi: int) -> int:
+        """An int in [lo, hi)."""
+        return lo + min(int(self.random() * (hi - lo)), hi - lo - 1)
+
+    def normal(self, mu: float, sigma: float) -> float:
+        """Box-Muller; 1 - u keeps the logarithm finite."""
+        u, v = 1.0 - self.random(), self.random()
+        return mu + sigma * math.sqrt(-2.0 * math.log(u)) * math.cos(2.0 * math.pi * v)
 
 
 def _hash2(rows: np.ndarray, cols: np.ndarray, salt: int) -> np.ndarray:
@@ -135,6 +172,7 @@ class _Tree:
     discs: tuple[tuple[float, float, float], ...]  # (x, y, r); the first is the crown's core
     color: Color
     height: float
+    reach: float  # farthest crown edge from the core's centre
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +202,7 @@ class _Segment:
     open_lo: float  # extent between the crossings (where markings go)
     open_hi: float
     cars: tuple[_Car, ...] = ()
+    trees: tuple["_Tree", ...] = ()  # street trees along the sidewalks
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +241,24 @@ _SIDEWALK = (168.0, 164.0, 158.0)
 _MARKING = (222.0, 222.0, 214.0)
 
 
-def _pick(r: np.random.Generator, colors: tuple[Color, ...], weights=None, jitter: float = 0.06) -> Color:
+def _choose(r: _Stream, n: int, weights: tuple[float, ...] | None = None) -> int:
+    """An index in range(n), optionally weighted: Generator.choice without its overhead."""
+    x = r.random()
+    if weights is None:
+        return min(int(x * n), n - 1)
+    return min(bisect.bisect(list(accumulate(weights)), x * sum(weights)), n - 1)
+
+
+def _sign(r: _Stream) -> float:
+    return 1.0 if r.random() < 0.5 else -1.0
+
+
+def _pick(r: _Stream, colors: tuple[Color, ...], weights=None, jitter: float = 0.06) -> Color:
     """One palette colour, brightness and tint varied a little so objects differ."""
-    base = colors[r.choice(len(colors), p=weights)]
-    k = 1.0 + jitter * (2 * r.random() - 1)
-    return tuple(min(255.0, c * k * (1.0 + 0.03 * (2 * r.random() - 1))) for c in base)
+    base = colors[_choose(r, len(colors), weights)]
+    k, tint = r.random(), (r.random(), r.random(), r.random())
+    k = 1.0 + jitter * (2 * k - 1)
+    return tuple(min(255.0, c * k * (1.0 + 0.03 * (2 * t - 1))) for c, t in zip(base, tint))
 
 
 # --------------------------------------------------------------------------- canvas
@@ -215,8 +267,9 @@ def _pick(r: np.random.Generator, colors: tuple[Color, ...], weights=None, jitte
 class _Canvas:
     """One window of the scene: label and RGB being painted, plus shared texture fields."""
 
-    def __init__(self, row0: int, col0: int, h: int, w: int, pixel_size: float, seed: int) -> None:
+    def __init__(self, row0: int, col0: int, h: int, w: int, pixel_size: float, salts: dict[int, int]) -> None:
         self.row0, self.col0, self.h, self.w, self.ps = row0, col0, h, w, pixel_size
+        self.salts = salts
         rows = np.arange(row0, row0 + h, dtype=np.int64)
         cols = np.arange(col0, col0 + w, dtype=np.int64)
         # Pixel-centre coordinates in metres from the scene corner; computed from global indices
@@ -225,24 +278,33 @@ class _Canvas:
         self.x = ((cols + 0.5) * pixel_size).astype(np.float32)[None, :]
         self.rows = rows.astype(np.uint32)[:, None]
         self.cols = cols.astype(np.uint32)[None, :]
-        self.seed = seed
         self.label = np.empty((h, w), np.uint8)
         self.rgb = np.empty((3, h, w), np.uint8)
         self.shadow = np.zeros((h, w), bool)
-        self.mottle = self._value_noise(max(2, round(5.0 / pixel_size)), _salt(seed, _SALT_MOTTLE))
-        # Grain: clumps of about 0.4 m for foliage, gravel and wear.
-        g = max(1, round(0.4 / pixel_size))
-        grain = _hash2(self.rows // _U32(g), self.cols // _U32(g), _salt(seed, _SALT_GRAIN))
-        self.grain = (grain >> _U32(8)).astype(np.float32) * np.float32(2.0 / (1 << 24)) - np.float32(1.0)
+        self.mottle = self._value_noise(max(2, round(5.0 / pixel_size)), salts[_SALT_MOTTLE])
+        self.grain = self._grain(max(1, round(0.4 / pixel_size)), salts[_SALT_GRAIN])
 
-    def _value_noise(self, scale: int, salt: int) -> np.ndarray:
-        """Smooth noise in [0.8, 1.2]: a hashed lattice every `scale` px, bilinearly blended."""
+    def _lattice(self, scale: int, salt: int, extra: int) -> tuple[np.ndarray, int, int]:
+        """Hashed values in [0, 1) on the global lattice of every `scale`-th pixel covering the window."""
         gy0, gx0 = self.row0 // scale, self.col0 // scale
-        ny = (self.row0 + self.h - 1) // scale - gy0 + 2
-        nx = (self.col0 + self.w - 1) // scale - gx0 + 2
+        ny = (self.row0 + self.h - 1) // scale - gy0 + 1 + extra
+        nx = (self.col0 + self.w - 1) // scale - gx0 + 1 + extra
         ly = np.arange(gy0, gy0 + ny, dtype=np.uint32)[:, None]
         lx = np.arange(gx0, gx0 + nx, dtype=np.uint32)[None, :]
-        lattice = (_hash2(ly, lx, salt) >> _U32(8)).astype(np.float32) * np.float32(0.4 / (1 << 24)) + np.float32(0.8)
+        values = (_hash2(ly, lx, salt) >> _U32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
+        return values, gy0, gx0
+
+    def _grain(self, size: int, salt: int) -> np.ndarray:
+        """Blocky noise in [-1, 1): one value per size x size pixels (leaf clumps, gravel)."""
+        values, gy0, gx0 = self._lattice(size, salt, 0)
+        big = np.repeat(np.repeat(values, size, axis=0), size, axis=1)
+        oy, ox = self.row0 - gy0 * size, self.col0 - gx0 * size
+        return big[oy:oy + self.h, ox:ox + self.w] * np.float32(2.0) - np.float32(1.0)
+
+    def _value_noise(self, scale: int, salt: int) -> np.ndarray:
+        """Smooth noise in [0.8, 1.2]: the hashed lattice every `scale` px, bilinearly blended."""
+        lattice, gy0, gx0 = self._lattice(scale, salt, 1)
+        lattice = lattice * np.float32(0.4) + np.float32(0.8)
         iy = (self.rows[:, 0] // scale - gy0).astype(np.intp)
         ix = (self.cols[0] // scale - gx0).astype(np.intp)
         fy = ((self.rows[:, 0] % scale).astype(np.float32) + np.float32(0.5)) / np.float32(scale)
@@ -276,56 +338,92 @@ class _Canvas:
     def fill(self, sl, mask, cls: int, color: Color, shade) -> None:
         """Paint class `cls` and colour * shade where mask (None: the whole slice) holds."""
         ys, xs = sl
-        label = self.label[ys, xs]
         if mask is None:
-            label[...] = cls
-            for b in range(3):
-                self.rgb[b, ys, xs] = np.minimum(np.float32(color[b]) * shade, np.float32(255))
-            return
-        label[mask] = cls
-        s = shade[mask] if isinstance(shade, np.ndarray) else shade
-        for b in range(3):
-            self.rgb[b, ys, xs][mask] = np.minimum(np.float32(color[b]) * s, np.float32(255))
+            self.label[ys, xs] = cls
+        else:  # copyto(where=) rather than boolean indexing: several times faster on these masks
+            np.copyto(self.label[ys, xs], np.uint8(cls), where=mask)
+        # Clamp only when the brightest pixel could pass 255 (rarely: most shades stay near 1).
+        clamp = max(color) * (float(shade.max()) if isinstance(shade, np.ndarray) else float(shade)) > 255
+        for band, c in zip(self.rgb, color):  # band by band keeps the float temporary small
+            value = np.float32(c) * shade
+            if clamp:
+                np.minimum(value, np.float32(255), out=value)
+            if mask is None:
+                band[ys, xs] = value
+            else:
+                np.copyto(band[ys, xs], value, where=mask, casting="unsafe")
 
     def apply_shadow(self) -> None:
         """Darken the shadow mask once, so overlapping shadows are no darker than one."""
-        if self.shadow.any():
-            # Shadows are dark and a little blue (lit by the sky only).
-            for b, k in enumerate((100, 112, 138)):
-                band = self.rgb[b]
-                band[self.shadow] = (band[self.shadow].astype(np.uint16) * k >> 8).astype(np.uint8)
+        # Shadows are dark and a little blue (lit by the sky only).
+        for band, dark in zip(self.rgb, (0.39, 0.44, 0.54)):
+            np.multiply(band, np.float32(dark), out=band, where=self.shadow, casting="unsafe")
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        """Add per-pixel sensor noise; return (rgb, label) as uint8."""
-        h = _hash2(self.rows, self.cols, _salt(self.seed, _SALT_NOISE))
-        lum = (h & _U32(15)).astype(np.int16) - np.int16(7)
-        out = np.empty_like(self.rgb)
-        for b in range(3):
-            chroma = ((h >> _U32(4 + 3 * b)) & _U32(7)).astype(np.int16) - np.int16(3)
-            val = self.rgb[b].astype(np.int16)
-            val += lum
-            val += chroma
-            np.clip(val, 0, 255, out=val)
-            out[b] = val
-        return out, self.label
+        """Add per-pixel sensor noise (luminance and a little chroma); return uint8 (rgb, label)."""
+        for r0 in range(0, self.h, 128):  # strips keep the temporaries small
+            rows = slice(r0, r0 + 128)
+            h = _hash2(self.rows[rows], self.cols, self.salts[_SALT_NOISE])
+            # Luminance 0..9 plus chroma 0..3.5 average 6.25: centre them, +0.5 to round on truncation.
+            lum = (h & _U32(15)).astype(np.float32)
+            lum *= np.float32(0.6)
+            lum -= np.float32(5.75)
+            for b, band in enumerate(self.rgb[:, rows]):
+                value = ((h >> _U32(4 + 3 * b)) & _U32(7)).astype(np.float32)
+                value *= np.float32(0.5)
+                value += lum
+                value += band
+                np.clip(value, 0, 255, out=value)
+                band[...] = value
+        return self.rgb, self.label
 
 
 # --------------------------------------------------------------------------- layout (pure functions of the seed)
 
 
 class _City:
-    """The hashed city of one seed: street lines, street segments and cell plans, all cached."""
+    """The hashed city of one seed: street lines, street segments and cell plans.
+
+    Plans are cached, since neighbouring windows share cells; the writer drops the rows of
+    cells it has passed (`forget_rows_before`), so the cache spans a few rows of cells.
+    """
 
     def __init__(self, seed: int, pixel_size: float) -> None:
         self.seed, self.ps = seed, pixel_size
-        r = _rng(seed, _SALT_SUN)
+        self.salts = {k: _salt(seed, k) for k in (_SALT_MOTTLE, _SALT_GRAIN, _SALT_NOISE)}
+        r = _Stream(seed, _SALT_SUN)
         # Sun in the south (northern-hemisphere UTM), so shadows fall roughly north (up, -y).
         azimuth = r.uniform(-0.7, 0.7)
         self.sun_k = r.uniform(0.45, 0.8)  # shadow length per metre of height
         self.sun_dir = (math.sin(azimuth), -math.cos(azimuth))
-        self.line = lru_cache(maxsize=4096)(self._make_line)
-        self.segment = lru_cache(maxsize=4096)(self._make_segment)
-        self.cell = lru_cache(maxsize=1024)(self._make_cell)
+        self._lines: dict[tuple[int, int], _Line] = {}
+        self._segments: dict[tuple[int, int, int], _Segment] = {}
+        self._cells: dict[tuple[int, int], _Cell] = {}
+
+    def line(self, axis: int, k: int) -> _Line:
+        key = (axis, k)
+        if key not in self._lines:
+            self._lines[key] = self._make_line(axis, k)
+        return self._lines[key]
+
+    def segment(self, axis: int, k: int, m: int) -> _Segment:
+        key = (axis, k, m)
+        if key not in self._segments:
+            self._segments[key] = self._make_segment(axis, k, m)
+        return self._segments[key]
+
+    def cell(self, i: int, j: int) -> _Cell:
+        key = (i, j)
+        if key not in self._cells:
+            self._cells[key] = self._make_cell(i, j)
+        return self._cells[key]
+
+    def forget_rows_before(self, i: int) -> None:
+        """Drop cached plans lying wholly north of horizontal street line `i`."""
+        self._cells = {key: c for key, c in self._cells.items() if key[0] >= i}
+        # Horizontal segments are keyed by their line, vertical ones by the block row.
+        self._segments = {key: s for key, s in self._segments.items() if (key[1] if key[0] else key[2]) >= i}
+        self._lines = {key: ln for key, ln in self._lines.items() if key[0] == 0 or key[1] >= i}
 
     def shadow_offset(self, height: float) -> tuple[float, float]:
         length = min(_MAX_SHADOW, height * self.sun_k)
@@ -334,25 +432,39 @@ class _City:
     # --- streets
 
     def _make_line(self, axis: int, k: int) -> _Line:
-        r = _rng(self.seed, _SALT_LINE, axis, k)
+        r = _Stream(self.seed, _SALT_LINE, axis, k)
         pos = k * _CELL + _JITTER * (2 * r.random() - 1)
-        width = r.uniform(7.0, 14.0)
+        width = r.uniform(6.0, 12.0)
         return _Line(pos, width, walk=r.uniform(0.14, 0.2) * width)
 
     def _make_segment(self, axis: int, k: int, m: int) -> _Segment:
         """Street `axis` (0: vertical, 1: horizontal) number k, between crossing lines m and m+1."""
-        r = _rng(self.seed, _SALT_SEGMENT, axis, k, m)
+        r = _Stream(self.seed, _SALT_SEGMENT, axis, k, m)
         line, a, b = self.line(axis, k), self.line(1 - axis, m), self.line(1 - axis, m + 1)
         seg = _Segment(
-            present=r.random() < 0.8, vertical=axis == 0, centre=line.pos, width=line.width, walk=line.walk,
+            present=r.random() < 0.75, vertical=axis == 0, centre=line.pos, width=line.width, walk=line.walk,
             lo=a.pos - a.width / 2, hi=b.pos + b.width / 2,
             open_lo=a.pos + a.width / 2, open_hi=b.pos - b.width / 2,
         )
         if not seg.present:
             return seg
-        return replace(seg, cars=self._street_cars(r, seg))
+        return replace(seg, cars=self._street_cars(r, seg), trees=self._street_trees(r, seg))
 
-    def _street_cars(self, r: np.random.Generator, seg: _Segment) -> tuple[_Car, ...]:
+    def _street_trees(self, r: _Stream, seg: _Segment) -> tuple[_Tree, ...]:
+        """An avenue in some streets: crowns every 8-12 m over both sidewalks."""
+        if r.random() > 0.3 or seg.open_hi - seg.open_lo < 10:
+            return ()
+        trees = []
+        for side in (-1.0, 1.0):
+            across = seg.centre + side * (seg.width / 2 - seg.walk / 2)
+            t = seg.open_lo + r.uniform(2.0, 6.0)
+            while t < seg.open_hi - 2.0:
+                x, y = (across, t) if seg.vertical else (t, across)
+                trees.append(_tree(r, x, y, r.uniform(2.0, 3.5)))
+                t += r.uniform(8.0, 12.0)
+        return tuple(trees)
+
+    def _street_cars(self, r: _Stream, seg: _Segment) -> tuple[_Car, ...]:
         """Cars parked along both kerbs, plus a few driving in the lanes."""
         cars = []
         half = seg.width / 2 - seg.walk  # asphalt half width
@@ -360,7 +472,7 @@ class _City:
         for side in (-1.0, 1.0):
             t = seg.open_lo + r.uniform(1.0, 4.0)
             while t + 3.0 < seg.open_hi:
-                if r.random() < 0.3:
+                if r.random() < 0.2:
                     slots.append((seg.centre + side * (half - 1.2), t + 2.4, r.random() < 0.5))
                 t += r.uniform(5.6, 7.0)
         for lane in (-1.0, 1.0):
@@ -387,27 +499,28 @@ class _City:
             north.pos + inset(north, self.segment(1, i, j)),
             south.pos - inset(south, self.segment(1, i + 1, j)),
         )
-        r = _rng(self.seed, _SALT_CELL, i, j)
-        kind = r.choice(len(_CELL_KINDS), p=_CELL_WEIGHTS)
-        return _CELL_KINDS[kind][1](self, r, rect, inner)
+        r = _Stream(self.seed, _SALT_CELL, i, j)
+        kind = _choose(r, len(_CELL_KINDS), _CELL_WEIGHTS)
+        return _CELL_KINDS[kind][1](r, rect, inner)
 
 
 # --------------------------------------------------------------------------- object factories
 
 
-def _car(r: np.random.Generator, x: float, y: float, angle: float) -> _Car:
+def _car(r: _Stream, x: float, y: float, angle: float) -> _Car:
     box = _Box(x, y, r.uniform(2.0, 2.45), r.uniform(0.85, 0.98), math.cos(angle), math.sin(angle))
     return _Car(box, _pick(r, _CARS, _CAR_WEIGHTS, jitter=0.04))
 
 
-def _tree(r: np.random.Generator, x: float, y: float, radius: float | None = None) -> _Tree:
+def _tree(r: _Stream, x: float, y: float, radius: float | None = None) -> _Tree:
     """A crown: a core disc plus a few lobes, so outlines are irregular."""
     rad = radius if radius is not None else r.uniform(2.0, 5.5)
     discs = [(x, y, rad)]
     for _ in range(r.integers(2, 5)):
         a, d = r.uniform(0, 2 * math.pi), r.uniform(0.35, 0.65) * rad
         discs.append((x + d * math.cos(a), y + d * math.sin(a), rad * r.uniform(0.45, 0.75)))
-    return _Tree(tuple(discs), _pick(r, _TREES, jitter=0.1), height=r.uniform(5.0, 16.0))
+    reach = max(math.hypot(dx - x, dy - y) + dr for dx, dy, dr in discs)
+    return _Tree(tuple(discs), _pick(r, _TREES, jitter=0.1), height=r.uniform(5.0, 16.0), reach=reach)
 
 
 def _place_trees(r, inner, n: int, avoid: tuple[_Building, ...] = (), rmin=2.0, rmax=5.5) -> list[_Tree]:
@@ -430,7 +543,7 @@ def _near_box(box: _Box, x: float, y: float, pad: float) -> bool:
     return abs(u) < box.hu + pad and abs(v) < box.hv + pad
 
 
-def _building(r: np.random.Generator, lot: tuple[float, float, float, float], fill=(0.5, 0.85), big: bool = False) -> _Building:
+def _building(r: _Stream, lot: tuple[float, float, float, float], fill=(0.5, 0.85), big: bool = False) -> _Building:
     """A footprint inside `lot`: a rectangle, rotated in a quarter of cases, or an L."""
     lx0, lx1, ly0, ly1 = lot
     lw, lh = lx1 - lx0, ly1 - ly0
@@ -467,11 +580,11 @@ def _building(r: np.random.Generator, lot: tuple[float, float, float, float], fi
     return _Building(tuple(boxes), color, gable, height, details)
 
 
-def _wing(r: np.random.Generator, main: _Box, lot) -> _Box:
+def _wing(r: _Stream, main: _Box, lot) -> _Box:
     """An axis-aligned wing off one end of an axis-aligned `main`, kept in the lot: an L shape."""
     lx0, lx1, ly0, ly1 = lot
     ex, ey = main.reach()
-    end, side, depth = r.choice([-1.0, 1.0]), r.choice([-1.0, 1.0]), r.uniform(4.0, 12.0)
+    end, side, depth = _sign(r), _sign(r), r.uniform(4.0, 12.0)
     if ex >= ey:  # long side along x: the wing sticks out north or south
         half = ex * r.uniform(0.2, 0.35)
         edge = main.cy + side * ey
@@ -483,18 +596,18 @@ def _wing(r: np.random.Generator, main: _Box, lot) -> _Box:
     return _Box((x0 + x1) / 2, main.cy + end * (ey - half), (x1 - x0) / 2, half)
 
 
-def _split(span: tuple[float, float], n: int, r: np.random.Generator) -> list[tuple[float, float]]:
+def _split(span: tuple[float, float], n: int, r: _Stream) -> list[tuple[float, float]]:
     """Cut an interval into n lots of slightly random sizes."""
     a, b = span
-    cuts = sorted(r.uniform(0.8, 1.2, n))
-    edges = np.concatenate([[0.0], np.cumsum(cuts)]) / sum(cuts)
-    return [(a + (b - a) * edges[k], a + (b - a) * edges[k + 1]) for k in range(n)]
+    sizes = [r.uniform(0.8, 1.2) for _ in range(n)]
+    edges = [a + (b - a) * e / sum(sizes) for e in accumulate(sizes, initial=0.0)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
-def _clutter_patch(r: np.random.Generator, inner) -> _Patch:
+def _clutter_patch(r: _Stream, inner) -> _Patch:
     """Bare soil, a gravel pile or a container: the misc ground ISPRS calls clutter."""
     x0, x1, y0, y1 = inner
-    kind = r.choice(3, p=(0.5, 0.25, 0.25))
+    kind = _choose(r, 3, (0.5, 0.25, 0.25))
     if kind == 0:
         hu, hv = r.uniform(2.0, 7.0), r.uniform(2.0, 6.0)
         style, color = "soil", _pick(r, _SOILS)
@@ -509,36 +622,47 @@ def _clutter_patch(r: np.random.Generator, inner) -> _Patch:
     return _Patch(_Box(cx, cy, hu, hv), CLUTTER, style, color)
 
 
-def _plain(rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0), patches=(), buildings=(), trees=(), cars=()) -> _Cell:
+def _extent_box(x0: float, x1: float, y0: float, y1: float) -> _Box:
+    """The axis-aligned box covering [x0, x1] x [y0, y1]."""
+    return _Box((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2)
+
+
+def _paving(r: _Stream, box: _Box) -> _Patch:
+    return _Patch(box, IMPERVIOUS, "paved", _pick(r, (_PAVING,)))
+
+
+def _plain(rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0),
+           patches=(), buildings=(), trees=(), cars=()) -> _Cell:
+    """A cell plan from lists of its objects."""
     return _Cell(rect, ground, style, color, rows, tuple(patches), tuple(buildings), tuple(trees), tuple(cars))
 
 
-def _urban_cell(city: _City, r, rect, inner) -> _Cell:
+def _urban_cell(r: _Stream, rect, inner) -> _Cell:
     """Houses on lots, with yards, driveways, garden trees and the odd clutter."""
     x0, x1, y0, y1 = inner
-    ground, style, color = [(LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.1)),
-                            (IMPERVIOUS, "paved", _pick(r, (_PAVING,))),
-                            (CLUTTER, "soil", _pick(r, _SOILS))][r.choice(3, p=(0.7, 0.26, 0.04))]
-    nx = 1 + int(x1 - x0 > 32) + int(x1 - x0 > 58 and r.random() < 0.5)
-    ny = 1 + int(y1 - y0 > 32) + int(y1 - y0 > 58 and r.random() < 0.5)
+    ground, style, palette = ((LOW_VEG, "lawn", (_LAWN,)), (IMPERVIOUS, "paved", (_PAVING,)),
+                              (CLUTTER, "soil", _SOILS))[_choose(r, 3, (0.84, 0.12, 0.04))]
+    color = _pick(r, palette, jitter=0.1)
+    nx = 1 + int(x1 - x0 > 28) + int(x1 - x0 > 58 and r.random() < 0.5)
+    ny = 1 + int(y1 - y0 > 28) + int(y1 - y0 > 58 and r.random() < 0.5)
     patches, buildings, cars = [], [], []
     for lx in _split((x0, x1), nx, r):
         for ly in _split((y0, y1), ny, r):
             lot = (lx[0] + 1.0, lx[1] - 1.0, ly[0] + 1.0, ly[1] - 1.0)
             if r.random() < 0.93:
-                buildings.append(_building(r, lot, fill=(0.55, 0.88)))
+                buildings.append(_building(r, lot, fill=(0.65, 0.92)))
             if r.random() < 0.45:  # a paved driveway / forecourt with maybe a car on it
                 px, py = r.uniform(lot[0] + 3, lot[1] - 3), r.uniform(lot[2] + 3, lot[3] - 3)
-                patches.append(_Patch(_Box(px, py, r.uniform(2.5, 4.5), r.uniform(2.5, 5.0)), IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+                patches.append(_paving(r, _Box(px, py, r.uniform(2.5, 4.5), r.uniform(2.5, 5.0))))
                 if r.random() < 0.6:
                     cars.append(_car(r, px, py, math.pi / 2 * r.integers(0, 4) + r.normal(0, 0.05)))
     if r.random() < 0.3:
         patches.append(_clutter_patch(r, inner))
-    trees = _place_trees(r, inner, int(r.integers(1, 6)), avoid=tuple(buildings))
+    trees = _place_trees(r, inner, int(r.integers(3, 10)), avoid=tuple(buildings))
     return _plain(rect, ground, style, color, patches=patches, buildings=buildings, trees=trees, cars=cars)
 
 
-def _industrial_cell(city: _City, r, rect, inner) -> _Cell:
+def _industrial_cell(r: _Stream, rect, inner) -> _Cell:
     """One or two large flat-roofed halls on a paved yard with cars and containers."""
     x0, x1, y0, y1 = inner
     n = 1 + int(r.random() < 0.4)
@@ -551,51 +675,52 @@ def _industrial_cell(city: _City, r, rect, inner) -> _Cell:
         if not any(_near_box(b, cx, cy, 2.5) for bl in buildings for b in bl.boxes):
             cars.append(_car(r, cx, cy, math.pi / 2 * r.integers(0, 4)))
     trees = _place_trees(r, inner, int(r.integers(0, 3)), avoid=tuple(buildings))
-    return _plain(rect, IMPERVIOUS, "paved", _pick(r, (_PAVING,)), patches=patches, buildings=buildings, trees=trees, cars=cars)
+    return _plain(rect, IMPERVIOUS, "paved", _pick(r, (_PAVING,)),
+                  patches=patches, buildings=buildings, trees=trees, cars=cars)
 
 
-def _park_cell(city: _City, r, rect, inner) -> _Cell:
+def _park_cell(r: _Stream, rect, inner) -> _Cell:
     """Lawn with groups of trees, a footpath and sometimes a sandpit."""
     x0, x1, y0, y1 = inner
     patches = []
-    if r.random() < 0.7:
+    if r.random() < 0.7:  # a footpath across the park, north-south or east-west
         if r.random() < 0.5:
-            patches.append(_Patch(_Box(r.uniform(x0 + 5, x1 - 5), (rect[2] + rect[3]) / 2, 1.2, (rect[3] - rect[2]) / 2),
-                                  IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+            x = r.uniform(x0 + 5, x1 - 5)
+            patches.append(_paving(r, _extent_box(x - 1.2, x + 1.2, rect[2], rect[3])))
         else:
-            patches.append(_Patch(_Box((rect[0] + rect[1]) / 2, r.uniform(y0 + 5, y1 - 5), (rect[1] - rect[0]) / 2, 1.2),
-                                  IMPERVIOUS, "paved", _pick(r, (_PAVING,))))
+            y = r.uniform(y0 + 5, y1 - 5)
+            patches.append(_paving(r, _extent_box(rect[0], rect[1], y - 1.2, y + 1.2)))
     if r.random() < 0.3:
         patches.append(_clutter_patch(r, inner))
     trees = []
-    for _ in range(r.integers(2, 5)):  # groves
+    for _ in range(r.integers(3, 6)):  # groves
         gx, gy = r.uniform(x0, x1), r.uniform(y0, y1)
         grove = (max(x0, gx - 9), min(x1, gx + 9), max(y0, gy - 9), min(y1, gy + 9))
         trees += _place_trees(r, grove, int(r.integers(2, 6)))
     return _plain(rect, LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.1), patches=patches, trees=trees)
 
 
-def _field_cell(city: _City, r, rect, inner) -> _Cell:
+def _field_cell(r: _Stream, rect, inner) -> _Cell:
     """A crop field with rows, sometimes a hedge of trees along one side."""
     x0, x1, y0, y1 = inner
     a = r.uniform(0, math.pi)
     rows = (math.cos(a), math.sin(a), r.uniform(0.6, 1.6))
     trees = []
     if r.random() < 0.5:
-        edge = r.integers(4)
+        edge = r.integers(0, 4)
         hedge = [(x0, x0 + 2, y0, y1), (x1 - 2, x1, y0, y1), (x0, x1, y0, y0 + 2), (x0, x1, y1 - 2, y1)][edge]
         trees = _place_trees(r, hedge, int(r.integers(4, 10)), rmin=2.0, rmax=4.0)
     patches = [_clutter_patch(r, inner)] if r.random() < 0.15 else []
     return _plain(rect, LOW_VEG, "field", _pick(r, _FIELDS), rows=rows, patches=patches, trees=trees)
 
 
-def _forest_cell(city: _City, r, rect, inner) -> _Cell:
+def _forest_cell(r: _Stream, rect, inner) -> _Cell:
     """A wood: crowns close enough to hide most of the floor."""
     trees = _place_trees(r, inner, int(r.integers(30, 50)), rmin=3.0, rmax=6.0)
     return _plain(rect, LOW_VEG, "forest", _pick(r, (_FOREST_FLOOR,)), trees=trees)
 
 
-def _parking_cell(city: _City, r, rect, inner) -> _Cell:
+def _parking_cell(r: _Stream, rect, inner) -> _Cell:
     """A car park: rows of stalls, most of them taken."""
     x0, x1, y0, y1 = inner
     cars = []
@@ -606,21 +731,22 @@ def _parking_cell(city: _City, r, rect, inner) -> _Cell:
             if r.random() < 0.6:
                 cars.append(_car(r, x, y, math.pi / 2 + math.pi * r.integers(0, 2) + r.normal(0, 0.04)))
             x += r.uniform(2.5, 2.9)
-        y += r.choice([5.5, 8.5])  # back-to-back rows, then an aisle
-    trees = _place_trees(r, (x0, x1, y0, y0 + 1.0) if r.random() < 0.5 else (x0, x1, y1 - 1.0, y1), int(r.integers(0, 6)))
+        y += 5.5 if r.random() < 0.5 else 8.5  # back-to-back rows, then an aisle
+    edge = (x0, x1, y0, y0 + 1.0) if r.random() < 0.5 else (x0, x1, y1 - 1.0, y1)
+    trees = _place_trees(r, edge, int(r.integers(0, 6)))
     return _plain(rect, IMPERVIOUS, "paved", _pick(r, (_PAVING,)), cars=cars, trees=trees)
 
 
-def _bare_cell(city: _City, r, rect, inner) -> _Cell:
+def _bare_cell(r: _Stream, rect, inner) -> _Cell:
     """Waste ground or a building site: bare soil, piles, containers, maybe a shed."""
     x0, x1, y0, y1 = inner
     patches = [_clutter_patch(r, inner) for _ in range(r.integers(2, 6))]
     buildings = [_building(r, (x0 + 5, x0 + 20, y0 + 5, y0 + 20))] if r.random() < 0.4 else []
     trees = _place_trees(r, inner, int(r.integers(0, 4)), avoid=tuple(buildings))
     # Part of the lot is overgrown: rough grass keeps clutter near its ISPRS share.
-    gx = r.uniform(x0, x1)
-    patches.insert(0, _Patch(_Box((gx + rect[1]) / 2, (rect[2] + rect[3]) / 2, (rect[1] - gx) / 2, (rect[3] - rect[2]) / 2),
-                             LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.15)))
+    gx = r.uniform((x0 + x1) / 2, x1)
+    rough = _extent_box(gx, rect[1], rect[2], rect[3])
+    patches.insert(0, _Patch(rough, LOW_VEG, "lawn", _pick(r, (_LAWN,), jitter=0.15)))
     return _plain(rect, CLUTTER, "soil", _pick(r, _SOILS), patches=patches, buildings=buildings, trees=trees)
 
 
@@ -634,7 +760,7 @@ _CELL_KINDS = (
     ("parking", _parking_cell),
     ("bare", _bare_cell),
 )
-_CELL_WEIGHTS = (0.44, 0.1, 0.11, 0.1, 0.07, 0.08, 0.1)
+_CELL_WEIGHTS = (0.54, 0.09, 0.08, 0.06, 0.09, 0.05, 0.09)
 
 
 # --------------------------------------------------------------------------- painters
@@ -778,7 +904,8 @@ def _cast_building_shadow(cv: _Canvas, city: _City, bld: _Building) -> None:
     for box in bld.boxes:
         ou, ov = ox * box.c + oy * box.s, oy * box.c - ox * box.s
         ex, ey = box.reach()
-        sl = cv.span(box.cx - ex + min(ox, 0), box.cx + ex + max(ox, 0), box.cy - ey + min(oy, 0), box.cy + ey + max(oy, 0))
+        sl = cv.span(box.cx - ex + min(ox, 0), box.cx + ex + max(ox, 0),
+                     box.cy - ey + min(oy, 0), box.cy + ey + max(oy, 0))
         if sl is None:
             continue
         dx = cv.x[:, sl[1]] - np.float32(box.cx)
@@ -798,64 +925,62 @@ def _cast_building_shadow(cv: _Canvas, city: _City, bld: _Building) -> None:
         cv.shadow[sl] |= lo <= hi
 
 
-def _tree_mask(cv: _Canvas, tree: _Tree, ox: float = 0.0, oy: float = 0.0):
-    """(slices, mask, squared distance to the core's centre) of a crown moved by (ox, oy)."""
-    x0 = min(x - r for x, _, r in tree.discs) + ox
-    x1 = max(x + r for x, _, r in tree.discs) + ox
-    y0 = min(y - r for _, y, r in tree.discs) + oy
-    y1 = max(y + r for _, y, r in tree.discs) + oy
-    sl = cv.span(x0, x1, y0, y1)
-    if sl is None:
-        return None
-    xs, ys = cv.x[:, sl[1]], cv.y[sl[0], :]
-    mask = None
-    core_d2 = None
-    for x, y, r in tree.discs:
-        dx, dy = xs - np.float32(x + ox), ys - np.float32(y + oy)
-        d2 = dx * dx + dy * dy
-        inside = d2 < np.float32(r * r)
-        mask = inside if mask is None else mask | inside
-        if core_d2 is None:
-            core_d2 = d2
-    return sl, mask, core_d2
+def _disc_d2(cv: _Canvas, sl, x: float, y: float) -> np.ndarray:
+    """Squared distance to (x, y) over the slices: two small 1-D terms, one broadcast add."""
+    dx = cv.x[:, sl[1]] - np.float32(x)
+    dy = cv.y[sl[0], :] - np.float32(y)
+    return dx * dx + dy * dy
 
 
 def _cast_tree_shadow(cv: _Canvas, city: _City, tree: _Tree) -> None:
+    """A crown's shadow: a soft-edged blob, so the core disc (slightly shrunk) is enough."""
     ox, oy = city.shadow_offset(tree.height)
-    got = _tree_mask(cv, tree, ox, oy)
-    if got is not None:
-        sl, mask, _ = got
-        cv.shadow[sl] |= mask
+    x, y, _ = tree.discs[0]
+    x, y, r = x + ox, y + oy, 0.85 * tree.reach
+    sl = cv.span(x - r, x + r, y - r, y + r)
+    if sl is not None:
+        cv.shadow[sl] |= _disc_d2(cv, sl, x, y) < np.float32(r * r)
 
 
 def _paint_tree(cv: _Canvas, city: _City, tree: _Tree) -> None:
-    got = _tree_mask(cv, tree)
-    if got is None:
+    x, y, _ = tree.discs[0]
+    reach = tree.reach
+    sl = cv.span(x - reach, x + reach, y - reach, y + reach)
+    if sl is None:
         return
-    sl, mask, d2 = got
-    x, y, r = tree.discs[0]
-    reach = max(math.hypot(dx - x, dy - y) + dr for dx, dy, dr in tree.discs)
-    # Lighter rim and sunlit side, dark core, leafy clumps from the grain field.
-    rim = np.float32(0.72) + np.float32(0.45 / (reach * reach)) * d2
+    d2 = _disc_d2(cv, sl, x, y)
+    mask = d2 < np.float32(tree.discs[0][2] ** 2)
+    for lx, ly, lr in tree.discs[1:]:
+        mask |= _disc_d2(cv, sl, lx, ly) < np.float32(lr * lr)
+    # Dark core, lighter rim and sunlit side, leafy clumps from the grain field.
     sx, sy = city.sun_dir
-    toward_sun = (cv.x[:, sl[1]] - np.float32(x)) * np.float32(-sx / reach) + (cv.y[sl[0], :] - np.float32(y)) * np.float32(-sy / reach)
-    shade = (rim + np.float32(0.12) * toward_sun) * (np.float32(1.0) + np.float32(0.2) * cv.grain[sl])
-    cv.fill(sl, mask, TREE, tree.color, np.maximum(shade, np.float32(0.3)))
+    k = 0.12 / reach
+    lit = (cv.x[:, sl[1]] - np.float32(x)) * np.float32(-sx * k) + np.float32(0.72)
+    lit = lit + (cv.y[sl[0], :] - np.float32(y)) * np.float32(-sy * k)
+    shade = d2 * np.float32(0.45 / (reach * reach))
+    shade += lit
+    shade *= cv.grain[sl] * np.float32(0.2) + np.float32(1.0)
+    cv.fill(sl, mask, TREE, tree.color, shade)
 
 
 # --------------------------------------------------------------------------- window renderer
 
 
+def _line_range(lo: float, hi: float) -> tuple[int, int]:
+    """Street line indices [first, last] whose cells or streets can reach [lo, hi) metres.
+
+    Line k lies within _JITTER of k * _CELL, and a cell's objects reach _MARGIN beyond it.
+    """
+    return math.floor((lo - _MARGIN - _JITTER) / _CELL) - 1, math.ceil((hi + _MARGIN + _JITTER) / _CELL) + 1
+
+
 def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """RGB (3, h, w) and label (h, w) for one window, both uint8."""
-    cv = _Canvas(row0, col0, h, w, city.ps, city.seed)
+    cv = _Canvas(row0, col0, h, w, city.ps, city.salts)
     ps = city.ps
     wx0, wx1, wy0, wy1 = col0 * ps, (col0 + w) * ps, row0 * ps, (row0 + h) * ps
-    # Line indices whose cells or streets can reach the window (a line is within _JITTER of k * _CELL).
-    j0 = math.floor((wx0 - _MARGIN - _JITTER) / _CELL) - 1
-    j1 = math.ceil((wx1 + _MARGIN + _JITTER) / _CELL) + 1
-    i0 = math.floor((wy0 - _MARGIN - _JITTER) / _CELL) - 1
-    i1 = math.ceil((wy1 + _MARGIN + _JITTER) / _CELL) + 1
+    j0, j1 = _line_range(wx0, wx1)
+    i0, i1 = _line_range(wy0, wy1)
 
     def meets(rect, pad: float) -> bool:
         x0, x1, y0, y1 = rect
@@ -866,7 +991,7 @@ def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[n
     segments = [s for s in (
         [city.segment(0, j, i) for j in range(j0, j1 + 1) for i in range(i0, i1)]
         + [city.segment(1, i, j) for i in range(i0, i1 + 1) for j in range(j0, j1)]
-    ) if s.present and meets(_segment_rect(s, s.width / 2, s.lo, s.hi), 0.0)]
+    ) if s.present and meets(_segment_rect(s, s.width / 2, s.lo, s.hi), _MARGIN)]
 
     for cell in cells:
         _paint_ground(cv, cell)
@@ -885,13 +1010,12 @@ def _render_window(city: _City, row0: int, col0: int, h: int, w: int) -> tuple[n
         for bld in cell.buildings:
             _paint_building(cv, bld)
     cv.shadow &= cv.label != BUILDING  # building shadows fall on the ground, not on roofs
-    for cell in cells:
-        for tree in cell.trees:
-            _cast_tree_shadow(cv, city, tree)
+    trees = [t for seg in segments for t in seg.trees] + [t for cell in cells for t in cell.trees]
+    for tree in trees:
+        _cast_tree_shadow(cv, city, tree)
     cv.apply_shadow()  # before the crowns, which stand above every shadow
-    for cell in cells:
-        for tree in cell.trees:
-            _paint_tree(cv, city, tree)
+    for tree in trees:
+        _paint_tree(cv, city, tree)
     return cv.finish()
 
 
@@ -972,6 +1096,13 @@ def write_synthetic_scene(
         raise ValueError("image_path and label_path must differ")
     base = scene_profile(width, height, pixel_size=pixel_size, origin=origin, epsg=epsg, block=block, compress=compress)
     image_profile = {**base, "count": 3, "photometric": "RGB"}
+    if str(compress).lower() in ("deflate", "lzw"):
+        # Horizontal differencing makes the textured RGB smaller and, with deflate's fastest
+        # level, compresses it in about half the time of the defaults (sensor noise leaves
+        # little for higher levels to find).
+        image_profile["predictor"] = 2
+        if str(compress).lower() == "deflate":
+            image_profile["zlevel"] = 1
     city = _City(int(seed), float(pixel_size))
     # Windows are whole tiles side by side: at least _WINDOW_PX wide so small blocks
     # do not multiply the per-window overhead, and never more than that, so memory stays flat.
@@ -988,6 +1119,7 @@ def write_synthetic_scene(
             lab.update_tags(1, classes=",".join(ISPRS_CLASSES))
             for row0 in range(0, height, block):
                 h = min(block, height - row0)
+                city.forget_rows_before(_line_range(row0 * pixel_size, 0.0)[0])
                 for col0 in range(0, width, step):
                     w = min(step, width - col0)
                     rgb, label = _render_window(city, row0, col0, h, w)

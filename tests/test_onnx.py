@@ -38,7 +38,9 @@ def test_onnx_matches_torch_on_the_same_tiles(name, tmp_path):
     contexts = boxes = None
     ref = TorchBackend(model, config, torch.device("cpu"), activation="none")
     glob = global_graph_path(path)
-    ort = OnnxBackend(path, config, torch.device("cpu"), activation="none", global_path=glob if glob.exists() else None)
+    ort = OnnxBackend(path, config, torch.device("cpu"), activation="none", global_path=glob if glob.exists() else None,
+                      sessions=result.sessions)
+    assert ort.session is result.sessions[str(path)]  # the verified session is reused, not rebuilt
     assert ort.provider == "CPUExecutionProvider"
     if isinstance(model, GlobalLocalModel):
         from rsinfer.global_context import GlobalView

@@ -51,14 +51,20 @@ class OnnxBackend(Backend):
     """Runs an exported graph (and, for global-local models, its ``.global`` graph)."""
 
     def __init__(self, path: str | Path, config: ModelConfig, device: torch.device, value_scale: float = 1.0,
-                 global_path: str | Path | None = None, activation: str = "softmax"):
+                 global_path: str | Path | None = None, activation: str = "softmax", sessions: dict | None = None):
+        """``sessions``: CPU sessions already open on these files (from :func:`export_onnx`)."""
         super().__init__(config, device, value_scale, activation)
         providers = choose_providers(device)
         if not providers:
             raise ModelError(f"ONNX Runtime has no provider for {device}; install onnxruntime-gpu for CUDA")
-        self.session = _session(Path(path), providers, device)
+        reuse = sessions if providers == ["CPUExecutionProvider"] else {}
+
+        def open_graph(p):
+            return (reuse or {}).get(str(p)) or _session(Path(p), providers, device)
+
+        self.session = open_graph(path)
         self.provider = self.session.get_providers()[0]
-        self.global_session = _session(Path(global_path), providers, device) if global_path else None
+        self.global_session = open_graph(global_path) if global_path else None
         self.on_gpu = self.provider != "CPUExecutionProvider" and device.type == "cuda"
         self.input_names = [i.name for i in self.session.get_inputs()]
 
