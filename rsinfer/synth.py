@@ -347,7 +347,7 @@ class _Canvas:
         for band, c in zip(self.rgb, color):  # band by band keeps the float temporary small
             value = np.float32(c) * shade
             if clamp:
-                np.minimum(value, np.float32(255), out=value)
+                value = np.minimum(value, np.float32(255))
             if mask is None:
                 band[ys, xs] = value
             else:
