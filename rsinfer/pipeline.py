@@ -163,17 +163,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
     config, model = build_model(opts)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
     device = resolve_device(opts.device)
-    feeder_model = model
-    if opts.backend == "onnx":
-        set_model_mode(model, opts.mode, config)
-        onnx_path, sessions = (Path(opts.onnx), None) if opts.onnx else cached_onnx(model, config)
-        global_path = global_graph_path(onnx_path)
-        backend = OnnxBackend(onnx_path, config, device, value_scale=info.value_scale,
-                              global_path=global_path if global_path.exists() else None, sessions=sessions)
-    elif opts.backend == "torch":
-        backend = TorchBackend(model, config, device, value_scale=info.value_scale, precision=opts.precision)
-    else:
-        raise ModelError(f"unknown backend {opts.backend!r}; use torch or onnx")
+    backend = make_backend(opts, model, config, info, device)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     spec = OutputSpec(
         path=opts.output, width=info.width, height=info.height, crs=info.crs, transform=info.transform,
@@ -181,7 +171,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         with_probs=opts.probs, overwrite=opts.overwrite, source=os.path.basename(info.path), model=config.name,
     )
     stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
-    feeder = global_local_feeder(feeder_model, opts.mode, info, grid, config, backend)
+    feeder = global_local_feeder(model, opts.mode, info, grid, config, backend)
     batch_size = BatchSize(choose_batch_size(opts, backend, feeder, grid, info))
     workers = opts.read_workers or max(1, min(4, (os.cpu_count() or 2)))
     reader = TileReader(info, workers=workers)
@@ -221,6 +211,19 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
         peak_rss_mb=peak_rss_mb(), backend=backend_label(backend), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
     )
+
+
+def make_backend(opts: SegmentOptions, model, config, info: RasterInfo, device):
+    """The torch backend, or ONNX Runtime on the exported (or given) graph."""
+    if opts.backend == "torch":
+        return TorchBackend(model, config, device, value_scale=info.value_scale, precision=opts.precision)
+    if opts.backend != "onnx":
+        raise ModelError(f"unknown backend {opts.backend!r}; use torch or onnx")
+    set_model_mode(model, opts.mode, config)  # the graph is exported in the mode asked for
+    onnx_path, sessions = (Path(opts.onnx), None) if opts.onnx else cached_onnx(model, config)
+    global_path = global_graph_path(onnx_path)
+    return OnnxBackend(onnx_path, config, device, value_scale=info.value_scale,
+                       global_path=global_path if global_path.exists() else None, sessions=sessions)
 
 
 def gdal_cache_mb(info: RasterInfo, grid: TileGrid, prob_bands: int) -> int:
@@ -322,8 +325,3 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def describe_input(info: RasterInfo) -> str:
-    crs = info.crs.to_string() if info.crs else "no CRS"
-    return f"{info.width}x{info.height}, {info.count} x {info.dtype}, {crs}, bands {','.join(map(str, info.bands))}"
