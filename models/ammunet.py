@@ -107,7 +107,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .registry import register_model
-from .resnet import resnet50_v1c
+from .resnet import resnet18_lite, resnet50_v1c
 
 ENCODER_CHANNELS = (256, 512, 1024, 2048)
 # ResNetV1c settings from the authors' config: output stride 32, dilated stages 3-4.
@@ -401,3 +401,25 @@ AMMUNET = ModelConfig(
 def ammunet(config: ModelConfig, **kwargs) -> AMMUNet:
     """``kwargs`` go to :class:`AMMUNet` (channels, num_heads, base_window, ...)."""
     return AMMUNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
+
+
+AMMUNET_LITE = AMMUNET.replace(
+    name="ammunet-lite",
+    description="AMMUNet-lite (demo): ResNet-18-V1c at width 32 + a 64-channel AMMUNet decoder",
+    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+)
+
+
+@register_model(AMMUNET_LITE, key_map=ammunet_key_map)
+def ammunet_lite(config: ModelConfig, width: int = 32, **kwargs) -> AMMUNet:
+    """The same decoder, narrower: 64 channels, 4 heads, 8-token level-0 windows (256 px).
+
+    The encoder keeps the paper's strides and dilations, so only widths differ.
+    """
+    backbone = resnet18_lite(width, in_channels=config.num_bands, deep_stem=True, strides=ENCODER_STRIDES,
+                             dilations=ENCODER_DILATIONS, contract_dilation=True)
+    kwargs.setdefault("channels", 64)
+    kwargs.setdefault("num_heads", 4)
+    kwargs.setdefault("base_window", 8)
+    return AMMUNet(in_channels=config.num_bands, num_classes=config.num_classes, backbone=backbone,
+                   encoder_channels=backbone.out_channels, **kwargs)

@@ -176,18 +176,20 @@ class GLCANet(GlobalLocalModel):
     def __init__(self, in_channels: int = 3, num_classes: int = 6, global_size: int = 500,
                  neighbourhood: float = 1.0, heads: int = 1,
                  encoder_layers: Sequence[int] = RESNET50_LAYERS, fpn_width: int = 256,
-                 smooth_width: int = 128):
+                 smooth_width: int = 128, basic_blocks: bool = False, encoder_width: int = 64):
         super().__init__()
         if neighbourhood < 0:
             raise ValueError("GLCANet: neighbourhood must be >= 0 (global tokens)")
         self.global_size = global_size
         self.neighbourhood = float(neighbourhood)
         self.smooth_width = smooth_width
-        self.channels = level_channels(fpn_width, smooth_width)
-        self.global_encoder = ResNet(encoder_layers, in_channels)
-        self.local_encoder = ResNet(encoder_layers, in_channels)
-        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False)
-        self.local_fpn = LocalFPN(num_classes, fpn_width, smooth_width)
+        self.global_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
+        self.local_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
+        top_down_channels = self.global_encoder.out_channels[::-1]
+        self.channels = level_channels(fpn_width, smooth_width, top_down_channels)
+        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False,
+                                    encoder_channels=top_down_channels)
+        self.local_fpn = LocalFPN(num_classes, fpn_width, smooth_width, encoder_channels=top_down_channels)
         self.global_attention = TokenAttention(fpn_width, heads)   # self-attention, global p5
         self.local_from_global = TokenAttention(fpn_width, heads)  # Q_L; K_G, V_G -> Q̂_L
         self.global_from_local = TokenAttention(fpn_width, heads)  # Q_G; K_L, V_L -> Q̂_G
@@ -277,3 +279,18 @@ def glcanet(config: ModelConfig, **kwargs) -> GLCANet:
     kwargs.setdefault("global_size", int(config.extra.get("global_size", 500)))
     kwargs.setdefault("neighbourhood", float(config.extra.get("neighbourhood", 1.0)))
     return GLCANet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
+
+
+GLCANET_LITE = GLCANET.replace(
+    name="glcanet-lite",
+    description="GLCANet-lite (demo): two ResNet-18s at width 32, 64/32-channel FPNs",
+    extra={**GLCANET.extra, "demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+)
+
+
+@register_model(GLCANET_LITE)
+def glcanet_lite(config: ModelConfig, **kwargs) -> GLCANet:
+    for key, value in dict(encoder_layers=(2, 2, 2, 2), basic_blocks=True, encoder_width=32,
+                           fpn_width=64, smooth_width=32).items():
+        kwargs.setdefault(key, value)
+    return glcanet(config, **kwargs)

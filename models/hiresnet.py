@@ -555,3 +555,19 @@ def hiresnet(config: ModelConfig, **kwargs) -> HiResNet:
     ...); the module docstring gives the call that builds the authors' funnel and head widths.
     """
     return HiResNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
+
+
+HIRESNET_LITE = HIRESNET.replace(
+    name="hiresnet-lite",
+    description="Hi-ResNet-lite (demo): 16/32/64-channel branches, one module per layer, 64-channel OCR head",
+    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+)
+
+
+@register_model(HIRESNET_LITE)
+def hiresnet_lite(config: ModelConfig, **kwargs) -> HiResNet:
+    for key, value in dict(channels=(16, 32, 64), blocks=(2, 2), num_modules=(1, 1), head_dim=16,
+                           stem_channels=32, funnel_channels=32, coarse_channels=64, ocr_channels=64,
+                           ocr_key_channels=32).items():
+        kwargs.setdefault(key, value)
+    return hiresnet(config, **kwargs)

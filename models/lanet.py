@@ -177,32 +177,40 @@ class LANet(nn.Module):
     auxiliary loss on ``high``).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16):
+    def __init__(self, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16,
+                 lite: bool = False):
         super().__init__()
         if output_stride not in (16, 32):
             raise ValueError("LANet: output_stride must be 16 (FCN_16s) or 32 (FCN_32s)")
         # layer4 stride 1 and no dilation for output stride 16 (authors' FCN_16s)
         last_stride = 1 if output_stride == 16 else 2
-        self.encoder = ResNet(layers=(3, 4, 6, 3), in_channels=in_channels,
-                              strides=(1, 2, 2, last_stride))
+        if lite:  # the demo variant: ResNet-18 at width 32, branches and gates halved
+            self.encoder = ResNet(layers=(2, 2, 2, 2), in_channels=in_channels, basic=True, width=32,
+                                  strides=(1, 2, 2, last_stride))
+            high, low, reductions = 64, 32, (8, 4, 8)
+        else:
+            self.encoder = ResNet(layers=(3, 4, 6, 3), in_channels=in_channels,
+                                  strides=(1, 2, 2, last_stride))
+            high, low, reductions = 128, 64, (16, 8, 16)
+        c2, _, _, c5 = self.encoder.out_channels
         self.head = nn.Sequential(
-            nn.Conv2d(2048, 128, 1, bias=False),
-            nn.BatchNorm2d(128, momentum=BN_MOMENTUM),
+            nn.Conv2d(c5, high, 1, bias=False),
+            nn.BatchNorm2d(high, momentum=BN_MOMENTUM),
             nn.ReLU(),
         )
-        self.high_pam = PatchAttention(128, reduction=16, window=4)
+        self.high_pam = PatchAttention(high, reduction=reductions[0], window=4)
         self.low_reduce = nn.Sequential(
-            nn.Conv2d(256, 64, 1),
-            nn.BatchNorm2d(64, momentum=BN_MOMENTUM),
+            nn.Conv2d(c2, low, 1),
+            nn.BatchNorm2d(low, momentum=BN_MOMENTUM),
             nn.ReLU(),
         )
-        self.low_pam = PatchAttention(64, reduction=8, window=20)
-        self.aem = AttentionEmbedding(128, 64, reduction=16, window=6)
-        self.classifier_low = nn.Conv2d(64, num_classes, 1)
-        self.classifier_high = nn.Conv2d(128, num_classes, 1)
+        self.low_pam = PatchAttention(low, reduction=reductions[1], window=20)
+        self.aem = AttentionEmbedding(high, low, reduction=reductions[2], window=6)
+        self.classifier_low = nn.Conv2d(low, num_classes, 1)
+        self.classifier_high = nn.Conv2d(high, num_classes, 1)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(high, low)``: 128 ch at 1/16 and 64 ch at 1/4, after PAM/AEM."""
+        """Return ``(high, low)``: 128 ch at 1/16 and 64 ch at 1/4 (lite: 64, 32), after PAM/AEM."""
         c2, _, _, c5 = self.encoder(x)
         high = self.high_pam(self.head(c5))
         low = self.low_pam(self.low_reduce(c2))
@@ -297,3 +305,15 @@ def lanet(config: ModelConfig, output_stride: int = 16) -> LANet:
     which the registered config (made for 16) does not enforce.
     """
     return LANet(config.num_bands, config.num_classes, output_stride=output_stride)
+
+
+LANET_LITE = LANET.replace(
+    name="lanet-lite",
+    description="LANet-lite (demo): ResNet-18 at width 32, 64/32-channel branches",
+    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+)
+
+
+@register_model(LANET_LITE, key_map=lanet_key_map)
+def lanet_lite(config: ModelConfig, output_stride: int = 16) -> LANet:
+    return LANet(config.num_bands, config.num_classes, output_stride=output_stride, lite=True)

@@ -18,7 +18,8 @@ Builder = Callable[..., nn.Module]
 # Maps one key of a foreign checkpoint layout (e.g. the authors' code) to ours; None drops it.
 KeyMap = Callable[[str], "str | None"]
 
-DEFAULT_MODEL = "simple-fcn"
+# What `segment` runs when no --model is given: a demo model with bundled trained weights.
+DEFAULT_MODEL = "lanet-lite"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""ResNet-50 encoder returning the four stage outputs (c2..c5).
+"""ResNet encoders returning the four stage outputs (c2..c5): ResNet-50 for the paper
+models, and narrow ResNet-18s for the ``-lite`` demo variants.
 
 Layout facts (not code) carried over from two references:
 
@@ -25,8 +26,33 @@ EXPANSION = 4
 STAGE_PLANES = (64, 128, 256, 512)
 
 
+class BasicBlock(nn.Module):
+    """Two 3×3 convs plus the shortcut (torchvision ``BasicBlock`` names); no expansion."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation,
+                               dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
 class Bottleneck(nn.Module):
     """1×1 reduce → 3×3 (stride, dilation) → 1×1 expand, plus the shortcut."""
+
+    expansion = EXPANSION
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None):
@@ -55,45 +81,52 @@ def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
 
 
 class ResNet(nn.Module):
-    """Bottleneck ResNet; ``forward`` returns ``[c2, c3, c4, c5]`` (256/512/1024/2048 ch).
+    """ResNet; ``forward`` returns ``[c2, c3, c4, c5]`` (``out_channels``).
 
+    Bottleneck blocks by default (ResNet-50: 256/512/1024/2048 channels). ``basic=True``
+    builds basic blocks (ResNet-18/34) and ``width`` scales every stage: the lite demo
+    models use ResNet-18 at width 32 (32/64/128/256 channels, a quarter of the weights).
     With the default strides the outputs sit at 1/4, 1/8, 1/16, 1/32 of the input.
     ``strides``/``dilations`` are per stage (layer1..layer4).
     """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3,
                  deep_stem: bool = False, strides: Sequence[int] = (1, 2, 2, 2),
-                 dilations: Sequence[int] = (1, 1, 1, 1), contract_dilation: bool = False):
+                 dilations: Sequence[int] = (1, 1, 1, 1), contract_dilation: bool = False,
+                 basic: bool = False, width: int = 64):
         super().__init__()
         if not len(layers) == len(strides) == len(dilations) == 4:
             raise ValueError("layers, strides and dilations need one entry per stage (4)")
+        self.block = BasicBlock if basic else Bottleneck
         self.deep_stem = deep_stem
         if deep_stem:  # mmseg ResNetV1c stem; no conv1/bn1 then
-            self.stem = nn.Sequential(*_conv_bn_relu(in_channels, 32, 2),
-                                      *_conv_bn_relu(32, 32, 1),
-                                      *_conv_bn_relu(32, 64, 1))
+            self.stem = nn.Sequential(*_conv_bn_relu(in_channels, width // 2, 2),
+                                      *_conv_bn_relu(width // 2, width // 2, 1),
+                                      *_conv_bn_relu(width // 2, width, 1))
         else:  # torchvision stem
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
             self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
-        self.inplanes = 64
-        for i, (n, planes, s, d) in enumerate(zip(layers, STAGE_PLANES, strides, dilations)):
-            self.add_module(f"layer{i + 1}", self._make_layer(planes, n, s, d, contract_dilation))
+        self.inplanes = width
+        planes = [p * width // 64 for p in STAGE_PLANES]
+        for i, (n, p, s, d) in enumerate(zip(layers, planes, strides, dilations)):
+            self.add_module(f"layer{i + 1}", self._make_layer(p, n, s, d, contract_dilation))
+        self.out_channels = tuple(p * self.block.expansion for p in planes)
         self._init_weights()
 
     def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int,
                     contract_dilation: bool) -> nn.Sequential:
-        out = planes * EXPANSION
+        out = planes * self.block.expansion
         downsample = None
         if stride != 1 or self.inplanes != out:
             downsample = nn.Sequential(nn.Conv2d(self.inplanes, out, 1, stride=stride, bias=False),
                                        nn.BatchNorm2d(out))
         first_dilation = dilation // 2 if (contract_dilation and dilation > 1) else dilation
-        blocks_ = [Bottleneck(self.inplanes, planes, stride, first_dilation, downsample)]
+        blocks_ = [self.block(self.inplanes, planes, stride, first_dilation, downsample)]
         self.inplanes = out
-        blocks_ += [Bottleneck(out, planes, 1, dilation) for _ in range(1, blocks)]
+        blocks_ += [self.block(out, planes, 1, dilation) for _ in range(1, blocks)]
         return nn.Sequential(*blocks_)
 
     def _init_weights(self) -> None:
@@ -106,7 +139,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem plus max-pool: 64 channels at 1/4."""
+        """Stem plus max-pool: ``width`` channels at 1/4."""
         x = self.stem(x) if self.deep_stem else self.relu(self.bn1(self.conv1(x)))
         return self.maxpool(x)
 
@@ -128,3 +161,8 @@ def resnet50_v1c(**kwargs) -> ResNet:
     """mmseg ResNetV1c-50 layout (deep 3×3 stem, ``stem.*`` keys)."""
     kwargs.setdefault("deep_stem", True)
     return ResNet(layers=(3, 4, 6, 3), **kwargs)
+
+
+def resnet18_lite(width: int = 32, **kwargs) -> ResNet:
+    """ResNet-18 layout (basic blocks, 2-2-2-2) at ``width`` channels in the stem."""
+    return ResNet(layers=(2, 2, 2, 2), basic=True, width=width, **kwargs)

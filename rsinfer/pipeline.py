@@ -12,6 +12,7 @@ import queue
 import resource
 import sys
 import threading
+import warnings
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from .io.source import RasterInfo, inspect_raster
 from .io.writers import LabelWriter, OutputSpec, open_writer
 from .stitch import RowBandStitcher
 from .tiling import BLENDS, TileGrid
-from .weights import load_checkpoint, resolve_weights
+from .weights import RANDOM_WEIGHTS, default_weights, load_checkpoint, resolve_weights
 
 
 @dataclass
@@ -92,8 +93,16 @@ def build_model(opts: SegmentOptions):
     """Model config (weights' manifest entry, then CLI overrides), the network, and its weights."""
     from rsinfer.models import DEFAULT_MODEL, create_model, get_config
 
-    weights_file, entry = resolve_weights(opts.weights) if opts.weights else (None, None)
+    spec = opts.weights
+    if spec is None:  # the model's bundled default weights, if it has any
+        spec = default_weights(opts.model or DEFAULT_MODEL)
+    elif spec == RANDOM_WEIGHTS:
+        spec = None
+    weights_file, entry = resolve_weights(spec) if spec else (None, None)
     name = opts.model or (entry.model if entry else DEFAULT_MODEL)
+    if weights_file is None and opts.weights != RANDOM_WEIGHTS:
+        warnings.warn(f"model {name} has no trained weights here: its predictions are random "
+                      f"(pass --weights FILE, or --weights {RANDOM_WEIGHTS} to silence this)", stacklevel=2)
     if entry and entry.model != name:
         raise ModelError(f"weights {entry.name} are for model {entry.model}, not {name}")
     try:

@@ -7,7 +7,9 @@ would run code.
 ``--weights`` takes a file or the name of an entry in the bundled manifest
 (``weights/manifest.json``, or ``RSINFER_WEIGHTS_MANIFEST``); manifest files are verified against their sha256 before use,
 and an entry carries the config its weights were trained with (classes, bands,
-normalization), which overrides the model's defaults.
+normalization), which overrides the model's defaults. An entry marked ``default`` is
+what a model runs with when no ``--weights`` is given; ``--weights random`` asks for
+none.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ class WeightEntry:
     source: str = ""
     license: str = ""
     description: str = ""
+    # The weights `segment --model MODEL` uses when no --weights is given.
+    default: bool = False
 
     def config_overrides(self) -> dict:
         out = {}
@@ -94,6 +98,18 @@ def sha256_of(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# `--weights random`: run the network untrained (benchmarks, smoke tests), on purpose.
+RANDOM_WEIGHTS = "random"
+
+
+def default_weights(model: str, manifest: str | Path | None = None) -> str | None:
+    """Name of the manifest entry marked ``default`` for ``model``, or None when it has none."""
+    defaults = sorted(e.name for e in load_manifest(manifest).values() if e.model == model and e.default)
+    if len(defaults) > 1:
+        raise ModelError(f"weights manifest: model {model} has several default weights ({', '.join(defaults)})")
+    return defaults[0] if defaults else None
 
 
 def resolve_weights(spec: str, manifest: str | Path | None = None) -> tuple[Path, WeightEntry | None]:

@@ -65,6 +65,9 @@ def test_models_lists_every_registered_model_as_json(runner):
     assert [r["name"] for r in rows] == list_models()
     simple = next(r for r in rows if r["name"] == "simple-fcn")
     assert simple["tile"] == 256 and simple["classes"] == 6 and simple["params_m"] > 0 and simple["gflops"] > 0
+    assert simple["weights"] is None  # random weights
+    lite = next(r for r in rows if r["name"] == "lanet-lite")
+    assert lite["weights"] == "lanet-lite.synthetic"
 
 
 def test_models_table(runner):

@@ -134,3 +134,28 @@ def test_contract_dilation_first_block_only():
 def test_bad_stage_arguments():
     with pytest.raises(ValueError):
         ResNet(strides=(1, 2, 2))
+
+
+def test_resnet18_layout_and_param_count():
+    """ResNet-18 (basic blocks) at width 64 is torchvision's resnet18 minus fc: 11,176,512 params."""
+    from rsinfer.models.resnet import resnet18_lite
+
+    net = resnet18_lite(width=64)
+    assert sum(p.numel() for p in net.parameters()) == 11_176_512
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["layer1.0.conv2.weight"] == (64, 64, 3, 3)
+    assert "layer1.0.downsample.0.weight" not in shapes  # no projection where nothing changes
+    assert shapes["layer2.0.downsample.0.weight"] == (128, 64, 1, 1)
+    assert not any(".conv3." in k for k in shapes)
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_width_scales_every_stage(width):
+    from rsinfer.models.resnet import resnet18_lite
+
+    net = resnet18_lite(width=width).eval()
+    assert net.out_channels == tuple(width * m for m in (1, 2, 4, 8))
+    with torch.inference_mode():
+        feats = net(torch.randn(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in feats] == [(c, 64 // s, 64 // s) for c, s in zip(net.out_channels, (4, 8, 16, 32))]
+    assert resnet50().out_channels == (256, 512, 1024, 2048)

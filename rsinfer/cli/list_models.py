@@ -10,12 +10,14 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-flops", is_flag=True, help="Skip counting GFLOPs (faster).")
 def models(as_json, no_flops):
-    """List the registered models: parameters, GFLOPs at the default tile, tile, classes, bands."""
+    """List the registered models: parameters, GFLOPs at the default tile, tile, classes, bands,
+    and the bundled weights a model runs with by default (none: random weights)."""
     from rich.console import Console
     from rich.table import Table
 
     from rsinfer.models import list_models
     from rsinfer.models.complexity import model_complexity
+    from rsinfer.weights import default_weights
 
     rows = []
     for name in list_models():
@@ -26,6 +28,7 @@ def models(as_json, no_flops):
             "gflops": None if c.flops is None else round(c.flops / 1e9, 2),
             "tile": cfg.tile, "overlap": cfg.overlap, "classes": cfg.num_classes, "bands": list(cfg.in_bands),
             "size_multiple": cfg.size_multiple, "paper": cfg.paper, "description": cfg.description,
+            "weights": default_weights(name),
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -35,8 +38,9 @@ def models(as_json, no_flops):
     for col in ("params (M)", "GFLOPs", "tile", "overlap", "classes"):
         table.add_column(col, justify="right")
     table.add_column("bands", overflow="fold")
+    table.add_column("weights", overflow="fold")
     table.add_column("paper", overflow="fold")
     for r in rows:
         table.add_row(r["name"], f"{r['params_m']:.2f}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}",
-                      str(r["tile"]), str(r["overlap"]), str(r["classes"]), ",".join(r["bands"]), r["paper"] or "-")
+                      str(r["tile"]), str(r["overlap"]), str(r["classes"]), ",".join(r["bands"]), r["weights"] or "random", r["paper"] or "-")
     Console().print(table)

@@ -34,10 +34,11 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
 model_opt = click.option("--model", "-m", "model", default=None,
-                         help="Registered model name (see `rsinfer models`) [the weights' model, else simple-fcn].")
+                         help="Registered model name (see `rsinfer models`) [the weights' model, else the default demo model].")
 device_opt = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 weights_opt = click.option("--weights", "-w", default=None,
-                           help="Checkpoint file (.safetensors, .pt, .pth) or a name from weights/manifest.json.")
+                           help="Checkpoint file (.safetensors, .pt, .pth), a name from weights/manifest.json, or 'random' "
+                                "[the model's bundled demo weights, if it has any].")
 tile_opt = click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile side in pixels [model default].")
 overlap_opt = click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tile overlap in pixels [model default].")
 def parse_batch_size(ctx, param, value: str) -> int | str:

@@ -1,0 +1,77 @@
+"""Accuracy of the bundled demo weights on a held-out synthetic scene, tiled and whole-image.
+
+    python benchmarks/accuracy.py --size 4000 --seed 7 --json docs/accuracy.json
+
+For every model with default weights in the manifest: the full tiled pipeline (the model's
+own tile and overlap, linear blending) and whole-image inference (one tile covering the
+scene) through the same pipeline, each scored with ``rsinfer eval``'s metrics. Global-local
+models are also run in each ``--mode`` (patch, global, global-local): the accuracy half of
+the patch-vs-global table. The scene's seed is none of the training seeds
+(scripts/train_demo_weights.py), so its city layout was never seen in training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from rsinfer.evaluate import evaluate_rasters
+from rsinfer.models import get_config
+from rsinfer.pipeline import SegmentOptions, run_segment
+from rsinfer.synth import write_synthetic_scene
+from rsinfer.weights import load_manifest
+
+
+def demo_models() -> list[str]:
+    return sorted({e.model for e in load_manifest().values() if e.default})
+
+
+def score(scene: Path, labels: Path, out: Path, **options) -> dict:
+    report = run_segment(SegmentOptions(input=str(scene), output=str(out), device="cpu", overwrite=True, **options))
+    result = evaluate_rasters(out, labels)
+    return {"miou": result.miou, "oa": result.oa, "mean_f1": result.mean_f1, "seconds": report.seconds,
+            "peak_rss_mb": report.peak_rss_mb, "iou": [None if v != v else float(v) for v in result.iou]}
+
+
+def runs_for(name: str, size: int) -> list[tuple[str, dict]]:
+    """(label, SegmentOptions fields) of every configuration measured for ``name``."""
+    whole = dict(tile=size, overlap=0, batch_size=1)
+    if get_config(name).extra.get("global_size"):
+        return [("tiled patch", dict(mode="patch")), ("tiled global", dict(mode="global")),
+                ("tiled global-local", dict(mode="global-local")), ("whole global-local", dict(mode="global-local", **whole))]
+    return [("tiled", {}), ("whole", whole)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--models", nargs="+", default=None, help="[every model with default weights]")
+    parser.add_argument("--work", type=Path, default=Path("bench-data/accuracy"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    scene = args.work / f"heldout-{args.seed}-{args.size}.tif"
+    labels = args.work / f"heldout-{args.seed}-{args.size}_labels.tif"
+    if not labels.exists():
+        write_synthetic_scene(str(scene), str(labels), args.size, args.size, seed=args.seed)
+    rows = []
+    for name in args.models or demo_models():
+        for label, options in runs_for(name, args.size):
+            row = {"model": name, "run": label, **score(scene, labels, args.work / f"{name}-{label.replace(' ', '-')}.tif",
+                                                         model=name, **options)}
+            rows.append(row)
+            print(f"| {name} | {label} | {100 * row['miou']:.2f} | {100 * row['oa']:.2f} | {100 * row['mean_f1']:.2f} "
+                  f"| {row['seconds']:.0f} | {row['peak_rss_mb']:.0f} |", flush=True)
+    if args.json:
+        meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]), "size": args.size,
+                "seed": args.seed, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
