@@ -210,8 +210,10 @@ def train(name: str, scenes: list[Scene], validation: Scene, steps: int, seed: i
 def save(model, name: str, out: Path, seed: int, steps: int) -> WeightEntry:
     file = out / f"{name}.synthetic.safetensors"
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    save_safetensors(state, file, metadata={"model": name, "seed": str(seed), "steps": str(steps),
-                                            "note": DISCLAIMER})
+    # One metadata key: safetensors writes several keys in no fixed order, which would make
+    # the file (and its sha256) differ between identical runs.
+    about = {"model": name, "seed": seed, "steps": steps, "note": DISCLAIMER}
+    save_safetensors(state, file, metadata={"rsinfer": json.dumps(about, sort_keys=True)})
     entry = WeightEntry(
         name=f"{name}.synthetic", file=file.name, model=name, sha256=sha256_of(file), default=True,
         source=f"scripts/train_demo_weights.py --models {name} --seed {seed} --steps {steps}",

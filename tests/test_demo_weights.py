@@ -45,7 +45,8 @@ def test_manifest_entry_passes_its_checksum_and_loads_strictly(name):
     load_checkpoint(entry.model, create_model(entry.model, config), file)  # strict: every key, every shape
     assert "synthetic" in entry.description and "not for real imagery" in entry.description
     with safe_open(str(file), "pt") as f:
-        assert f.metadata()["model"] == entry.model and "synthetic" in f.metadata()["note"]
+        about = json.loads(f.metadata()["rsinfer"])
+    assert about["model"] == entry.model and "synthetic" in about["note"]
 
 
 @pytest.mark.parametrize("model", DEMO_MODELS)

@@ -1,6 +1,7 @@
 """The demo-weight training script is reproducible from its seed and writes loadable weights."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_weights.p
 def train_script():
     spec = importlib.util.spec_from_file_location("train_demo_weights", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
