@@ -33,8 +33,10 @@ def demo_models() -> list[str]:
 def score(scene: Path, labels: Path, out: Path, **options) -> dict:
     report = run_segment(SegmentOptions(input=str(scene), output=str(out), device="cpu", overwrite=True, **options))
     result = evaluate_rasters(out, labels)
+    # No memory column: peak RSS is the process's, so later runs would inherit earlier peaks
+    # (`rsinfer bench memory` measures memory, one process per configuration).
     return {"miou": result.miou, "oa": result.oa, "mean_f1": result.mean_f1, "seconds": report.seconds,
-            "peak_rss_mb": report.peak_rss_mb, "iou": [None if v != v else float(v) for v in result.iou]}
+            "iou": dict(zip(result.class_names, (None if v != v else float(v) for v in result.iou)))}
 
 
 def runs_for(name: str, size: int) -> list[tuple[str, dict]]:
@@ -60,13 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     if not labels.exists():
         write_synthetic_scene(str(scene), str(labels), args.size, args.size, seed=args.seed)
     rows = []
+    print("| model | run | mIoU % | OA % | mean F1 % | seconds |\n|---|---|---:|---:|---:|---:|", flush=True)
     for name in args.models or demo_models():
         for label, options in runs_for(name, args.size):
             row = {"model": name, "run": label, **score(scene, labels, args.work / f"{name}-{label.replace(' ', '-')}.tif",
                                                          model=name, **options)}
             rows.append(row)
             print(f"| {name} | {label} | {100 * row['miou']:.2f} | {100 * row['oa']:.2f} | {100 * row['mean_f1']:.2f} "
-                  f"| {row['seconds']:.0f} | {row['peak_rss_mb']:.0f} |", flush=True)
+                  f"| {row['seconds']:.0f} |", flush=True)
     if args.json:
         meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]), "size": args.size,
                 "seed": args.seed, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
