@@ -40,7 +40,12 @@ VALIDATION_SEED = 2001
 SCENE_SIZE = 4096
 CROP = 256
 # Steps per model at batch 8 (global-local: 4 patches per region), sized for a 2-core CPU.
-DEFAULT_STEPS = {"lanet-lite": 800, "ammunet-lite": 800, "hiresnet-lite": 800, "glcanet-lite": 800}
+DEFAULT_STEPS = {"lanet-lite": 800, "ammunet-lite": 800, "hiresnet-lite": 800, "glcanet-lite": 1000}
+PEAK_LR = 2e-3
+# The global-local path (FPNs without normalization, attention on their output) diverges
+# at the peak rate above: a lower one and clipped gradients keep it stable.
+PEAK_LR_OF = {"glcanet-lite": 1e-3}
+GRAD_CLIP_OF = {"glcanet-lite": 1.0}
 DISCLAIMER = ("Trained on synthetic rsinfer synth scenes only, for demonstrations and tests; "
               "not for real imagery.")
 
@@ -191,13 +196,17 @@ def train(name: str, scenes: list[Scene], validation: Scene, steps: int, seed: i
     model = create_model(name).train()
     norm = Normalizer(config)
     weights = class_weights(scenes, config.num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    peak = PEAK_LR_OF.get(name, PEAK_LR)
+    clip = GRAD_CLIP_OF.get(name)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=steps, pct_start=0.1)
     start, running = time.time(), None
     for step in range(1, steps + 1):
         loss = train_step(model, norm, scenes, rng, weights, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         schedule.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     scenes = [make_scene(args.data, s, args.scene_size, with_views=global_local) for s in TRAIN_SEEDS]
     validation = make_scene(args.data, VALIDATION_SEED, 1024, with_views=False)
     for name in args.models:
-        steps = args.steps or DEFAULT_STEPS.get(name, 800)
+        steps = args.steps or DEFAULT_STEPS.get(name, 1000)
         model = train(name, scenes, validation, steps, args.seed, args.batch, log)
         entry = save(model, name, args.out, args.seed, steps)
         log(json.dumps({"model": name, "file": entry.file, "sha256": entry.sha256}))

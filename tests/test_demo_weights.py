@@ -29,7 +29,7 @@ def bundled_manifest(monkeypatch):
 
 
 def test_every_paper_model_and_the_default_have_demo_weights():
-    assert {"lanet-lite"} <= set(DEMO_MODELS)
+    assert {"ammunet-lite", "lanet-lite", "glcanet-lite", "hiresnet-lite"} <= set(DEMO_MODELS)
     assert DEFAULT_MODEL in DEMO_MODELS
 
 
