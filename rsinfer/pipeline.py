@@ -75,6 +75,7 @@ class SegmentReport:
     peak_rss_mb: float
     backend: str = "torch"
     completed_rows: list = field(default_factory=list)
+    weights: str = ""
 
     @property
     def megapixels(self) -> float:
@@ -126,6 +127,8 @@ def build_model(opts: SegmentOptions):
     model = create_model(config.name, config)
     if weights_file:
         load_checkpoint(config.name, model, weights_file)
+    # provenance for the report and the output's metadata
+    model.rsinfer_weights = entry.name if entry else (weights_file.name if weights_file else RANDOM_WEIGHTS)
     return config, model
 
 
@@ -178,6 +181,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         path=opts.output, width=info.width, height=info.height, crs=info.crs, transform=info.transform,
         class_names=config.class_names, class_colors=config.class_colors, chunk=config.tile,
         with_probs=opts.probs, overwrite=opts.overwrite, source=os.path.basename(info.path), model=config.name,
+        weights=model.rsinfer_weights,
     )
     stitcher = RowBandStitcher(grid, config.num_classes, opts.blend, keep_scores=opts.probs, device=device)
     feeder = global_local_feeder(model, opts.mode, info, grid, config, backend)
@@ -219,6 +223,7 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         width=info.width, height=info.height, tiles=len(grid), tiles_predicted=backend.tiles,
         tiles_skipped=skipped, model_calls=backend.calls, seconds=time.perf_counter() - start,
         peak_rss_mb=peak_rss_mb(), backend=backend_label(backend), completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
+        weights=model.rsinfer_weights,
     )
 
 

@@ -79,3 +79,22 @@ def test_bands_option_is_validated(runner, make_raster, tmp_path):
     src = make_raster(random_image(64, 64))
     res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.tif"), "--bands", "a,b"])
     assert res.exit_code == 2 and "comma-separated" in res.output
+
+
+def test_outputs_record_the_weights_they_were_made_with(runner, make_raster, tmp_path):
+    import rasterio
+    import zarr
+
+    from rsinfer.models import DEFAULT_MODEL
+    from rsinfer.weights import default_weights
+
+    src = make_raster(random_image(96, 96))
+    res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.tif")])
+    assert res.exit_code == 0, res.output
+    expected = default_weights(DEFAULT_MODEL)
+    assert expected and f"({expected} weights)" in res.output  # the summary line says what ran
+    with rasterio.open(tmp_path / "l.tif") as ds:
+        assert ds.tags()["MODEL"] == DEFAULT_MODEL and ds.tags()["WEIGHTS"] == expected
+    res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "r.zarr"), "--weights", "random", "-q"])
+    assert res.exit_code == 0, res.output
+    assert zarr.open_group(str(tmp_path / "r.zarr"), mode="r").attrs["rsinfer"]["weights"] == "random"

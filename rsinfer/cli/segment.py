@@ -60,7 +60,7 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
         click.echo(
             f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "
             f"{report.tiles} tiles ({report.tiles_predicted} predicted, {report.tiles_skipped} empty), "
-            f"{report.model} on {report.device} ({report.backend}), {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
+            f"{report.model} ({report.weights} weights) on {report.device} ({report.backend}), {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
             f"peak RSS {report.peak_rss_mb:.0f} MB",
             err=True,
         )

@@ -43,6 +43,7 @@ class OutputSpec:
     overwrite: bool = False
     source: str = ""
     model: str = ""
+    weights: str = ""  # what the model ran with: a manifest entry, a checkpoint file name, or "random"
 
     @property
     def format(self) -> str:
@@ -258,7 +259,7 @@ class GeoTiffWriter(LabelWriter):
         dst.set_band_description(1, "class")
         dst.update_tags(1, CLASS_NAMES=json.dumps(list(s.class_names)),
                         **{f"CLASS_{i}": n for i, n in enumerate(s.class_names)})
-        dst.update_tags(SOURCE=s.source, MODEL=s.model, SOFTWARE="rsinfer")
+        dst.update_tags(SOURCE=s.source, MODEL=s.model, WEIGHTS=s.weights, SOFTWARE="rsinfer")
         factors = overview_factors(s.width, s.height)
         if factors:
             dst.build_overviews(factors, Resampling.mode)
@@ -310,7 +311,8 @@ class ZarrWriter(LabelWriter):
             self._probs.attrs.update({"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
                                       "scale_note": "probability x 255", "class_names": list(s.class_names)})
         self._write_georeferencing()
-        self._group.attrs.update({"rsinfer": {"source": s.source, "model": s.model, "complete": False,
+        self._group.attrs.update({"rsinfer": {"source": s.source, "model": s.model, "weights": s.weights,
+                                              "complete": False,
                                               "chunk_rows": s.chunk, "completed_rows": []}})
 
     def _write_georeferencing(self) -> None:
