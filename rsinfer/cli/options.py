@@ -34,7 +34,7 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
 model_opt = click.option("--model", "-m", "model", default=None,
-                         help="Registered model name (see `rsinfer models`) [the weights' model, else the default demo model].")
+                         help="Registered model name (see `rsinfer models`) [the weights' model, else lanet-lite, which has demo weights].")
 device_opt = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 weights_opt = click.option("--weights", "-w", default=None,
                            help="Checkpoint file (.safetensors, .pt, .pth), a name from weights/manifest.json, or 'random' "
