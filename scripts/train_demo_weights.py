@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from rasterio.enums import Resampling
 
+from rsinfer.backends.base import input_affine
 from rsinfer.evaluate import confusion_metrics
 from rsinfer.io.source import default_value_scale
 from rsinfer.models import create_model, get_config
@@ -80,13 +81,10 @@ def make_scene(folder: Path, seed: int, size: int, with_views: bool = True) -> S
 
 
 class Normalizer:
-    """The pipeline's normalization for uint8 input: ``(x * value_scale - mean) / std``."""
+    """The pipeline's normalization of uint8 input (the backends' own coefficients)."""
 
     def __init__(self, config):
-        scale = default_value_scale("uint8", config.input_range)
-        std = torch.tensor(config.std).view(1, -1, 1, 1)
-        self.a = scale / std
-        self.b = -torch.tensor(config.mean).view(1, -1, 1, 1) / std
+        self.a, self.b = input_affine(config, default_value_scale("uint8", config.input_range))
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(batch)).float() * self.a + self.b

@@ -56,3 +56,19 @@ def test_dihedral_boxes_follow_the_image(train_script):
         rows, cols = np.nonzero(moved)
         expected = (rows.min() / 8, cols.min() / 8, (rows.max() + 1) / 8, (cols.max() + 1) / 8)
         assert np.allclose(train_script.dihedral_box(box, k), expected), k
+
+
+@pytest.mark.parametrize("name", ["lanet-lite", "glcanet-lite"])
+def test_training_inputs_are_normalized_exactly_as_the_pipeline_does(train_script, name):
+    import numpy as np
+    import torch
+
+    from rsinfer.backends import TorchBackend
+    from rsinfer.io.source import default_value_scale
+    from rsinfer.models import get_config
+
+    config = get_config(name)  # lanet: 0-255 statistics; glcanet: 0-1 input
+    data = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
+    backend = TorchBackend(create_model(name), config, torch.device("cpu"),
+                           value_scale=default_value_scale("uint8", config.input_range))
+    assert torch.equal(train_script.Normalizer(config)(data), backend.normalize(data, np.ones((2, 16, 16), bool)))

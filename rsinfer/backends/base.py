@@ -31,6 +31,17 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def input_affine(config: ModelConfig, value_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's normalization folded into ``x * a + b`` (each (1, bands, 1, 1), float32).
+
+    ``(x * value_scale - mean) / std == x * a + b``; training code uses the same, so that
+    weights see at inference exactly the inputs they were trained on.
+    """
+    mean = torch.tensor(config.mean, dtype=torch.float32)
+    std = torch.tensor(config.std, dtype=torch.float32)
+    return (value_scale / std).view(1, -1, 1, 1), (-mean / std).view(1, -1, 1, 1)
+
+
 class Backend(ABC):
     """Runs a model on batches of raw tiles.
 
@@ -48,11 +59,8 @@ class Backend(ABC):
         self.activation = activation
         self.calls = 0  # forward passes run
         self.tiles = 0  # tiles sent through the model
-        # Folded normalization: (x * value_scale - mean) / std  ==  x * a + b
-        mean = torch.tensor(config.mean, dtype=torch.float32)
-        std = torch.tensor(config.std, dtype=torch.float32)
-        self._a = (value_scale / std).view(1, -1, 1, 1).to(device)
-        self._b = (-mean / std).view(1, -1, 1, 1).to(device)
+        a, b = input_affine(config, value_scale)
+        self._a, self._b = a.to(device), b.to(device)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array))
