@@ -418,8 +418,6 @@ def ammunet_lite(config: ModelConfig, width: int = 32, **kwargs) -> AMMUNet:
     """
     backbone = resnet18_lite(width, in_channels=config.num_bands, deep_stem=True, strides=ENCODER_STRIDES,
                              dilations=ENCODER_DILATIONS, contract_dilation=True)
-    kwargs.setdefault("channels", 64)
-    kwargs.setdefault("num_heads", 4)
-    kwargs.setdefault("base_window", 8)
+    lite = dict(channels=64, num_heads=4, base_window=8)
     return AMMUNet(in_channels=config.num_bands, num_classes=config.num_classes, backbone=backbone,
-                   encoder_channels=backbone.out_channels, **kwargs)
+                   encoder_channels=backbone.out_channels, **{**lite, **kwargs})

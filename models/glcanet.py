@@ -295,7 +295,5 @@ GLCANET_LITE = GLCANET.replace(
 
 @register_model(GLCANET_LITE)
 def glcanet_lite(config: ModelConfig, **kwargs) -> GLCANet:
-    for key, value in dict(encoder_layers=(2, 2, 2, 2), basic_blocks=True, encoder_width=32,
-                           fpn_width=64, smooth_width=32).items():
-        kwargs.setdefault(key, value)
-    return glcanet(config, **kwargs)
+    lite = dict(encoder_layers=(2, 2, 2, 2), basic_blocks=True, encoder_width=32, fpn_width=64, smooth_width=32)
+    return glcanet(config, **{**lite, **kwargs})

@@ -566,8 +566,6 @@ HIRESNET_LITE = HIRESNET.replace(
 
 @register_model(HIRESNET_LITE)
 def hiresnet_lite(config: ModelConfig, **kwargs) -> HiResNet:
-    for key, value in dict(channels=(16, 32, 64), blocks=(2, 2), num_modules=(1, 1), head_dim=16,
-                           stem_channels=32, funnel_channels=32, coarse_channels=64, ocr_channels=64,
-                           ocr_key_channels=32).items():
-        kwargs.setdefault(key, value)
-    return hiresnet(config, **kwargs)
+    lite = dict(channels=(16, 32, 64), blocks=(2, 2), num_modules=(1, 1), head_dim=16, stem_channels=32,
+                funnel_channels=32, coarse_channels=64, ocr_channels=64, ocr_key_channels=32)
+    return hiresnet(config, **{**lite, **kwargs})

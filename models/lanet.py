@@ -84,6 +84,9 @@ from .resnet import ResNet
 
 # The authors' BN momentum for every layer they added (authors' code).
 BN_MOMENTUM = 0.95
+# Every gate's bottleneck is 8 wide in the authors' code (reductions 128/16, 64/8, 128/16);
+# narrower variants keep that width.
+GATE_HIDDEN = 8
 
 # Authors' Potsdam statistics (datasets/PD_random.py), 0-255 scale, band order of their stack.
 POTSDAM_BANDS = ("red", "green", "blue", "nir", "dsm")
@@ -174,43 +177,39 @@ class LANet(nn.Module):
 
     ``forward`` returns the summed logits at input resolution; ``forward_branches``
     returns the two upsampled branch logits ``(high, low)`` (the authors train with an
-    auxiliary loss on ``high``).
+    auxiliary loss on ``high``). ``encoder_*``, ``high`` and ``low`` narrow the network
+    (``lanet-lite``); the defaults are the paper's.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16,
-                 lite: bool = False):
+                 encoder_layers: tuple[int, ...] = (3, 4, 6, 3), basic_blocks: bool = False,
+                 encoder_width: int = 64, high: int = 128, low: int = 64):
         super().__init__()
         if output_stride not in (16, 32):
             raise ValueError("LANet: output_stride must be 16 (FCN_16s) or 32 (FCN_32s)")
         # layer4 stride 1 and no dilation for output stride 16 (authors' FCN_16s)
         last_stride = 1 if output_stride == 16 else 2
-        if lite:  # the demo variant: ResNet-18 at width 32, branches and gates halved
-            self.encoder = ResNet(layers=(2, 2, 2, 2), in_channels=in_channels, basic=True, width=32,
-                                  strides=(1, 2, 2, last_stride))
-            high, low, reductions = 64, 32, (8, 4, 8)
-        else:
-            self.encoder = ResNet(layers=(3, 4, 6, 3), in_channels=in_channels,
-                                  strides=(1, 2, 2, last_stride))
-            high, low, reductions = 128, 64, (16, 8, 16)
+        self.encoder = ResNet(layers=encoder_layers, in_channels=in_channels, basic=basic_blocks,
+                              width=encoder_width, strides=(1, 2, 2, last_stride))
         c2, _, _, c5 = self.encoder.out_channels
         self.head = nn.Sequential(
             nn.Conv2d(c5, high, 1, bias=False),
             nn.BatchNorm2d(high, momentum=BN_MOMENTUM),
             nn.ReLU(),
         )
-        self.high_pam = PatchAttention(high, reduction=reductions[0], window=4)
+        self.high_pam = PatchAttention(high, reduction=high // GATE_HIDDEN, window=4)
         self.low_reduce = nn.Sequential(
             nn.Conv2d(c2, low, 1),
             nn.BatchNorm2d(low, momentum=BN_MOMENTUM),
             nn.ReLU(),
         )
-        self.low_pam = PatchAttention(low, reduction=reductions[1], window=20)
-        self.aem = AttentionEmbedding(high, low, reduction=reductions[2], window=6)
+        self.low_pam = PatchAttention(low, reduction=low // GATE_HIDDEN, window=20)
+        self.aem = AttentionEmbedding(high, low, reduction=high // GATE_HIDDEN, window=6)
         self.classifier_low = nn.Conv2d(low, num_classes, 1)
         self.classifier_high = nn.Conv2d(high, num_classes, 1)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(high, low)``: 128 ch at 1/16 and 64 ch at 1/4 (lite: 64, 32), after PAM/AEM."""
+        """Return ``(high, low)``: ``high`` ch at 1/16 and ``low`` ch at 1/4 (128 and 64), after PAM/AEM."""
         c2, _, _, c5 = self.encoder(x)
         high = self.high_pam(self.head(c5))
         low = self.low_pam(self.low_reduce(c2))
@@ -316,4 +315,6 @@ LANET_LITE = LANET.replace(
 
 @register_model(LANET_LITE, key_map=lanet_key_map)
 def lanet_lite(config: ModelConfig, output_stride: int = 16) -> LANet:
-    return LANet(config.num_bands, config.num_classes, output_stride=output_stride, lite=True)
+    """ResNet-18 at width 32 and branches of half the paper's width."""
+    return LANet(config.num_bands, config.num_classes, output_stride=output_stride, encoder_layers=(2, 2, 2, 2),
+                 basic_blocks=True, encoder_width=32, high=64, low=32)
