@@ -39,13 +39,17 @@ def score(scene: Path, labels: Path, out: Path, **options) -> dict:
             "iou": dict(zip(result.class_names, (None if v != v else float(v) for v in result.iou)))}
 
 
-def runs_for(name: str, size: int) -> list[tuple[str, dict]]:
-    """(label, SegmentOptions fields) of every configuration measured for ``name``."""
+def runs_for(name: str, size: int, tiling: dict) -> list[tuple[str, dict]]:
+    """(label, SegmentOptions fields) of every configuration measured for ``name``.
+
+    ``tiling``: tile/overlap for the tiled runs (empty: the model's own).
+    """
     whole = dict(tile=size, overlap=0, batch_size=1)
     if get_config(name).extra.get("global_size"):
-        return [("tiled patch", dict(mode="patch")), ("tiled global", dict(mode="global")),
-                ("tiled global-local", dict(mode="global-local")), ("whole global-local", dict(mode="global-local", **whole))]
-    return [("tiled", {}), ("whole", whole)]
+        return [("tiled patch", dict(mode="patch", **tiling)), ("tiled global", dict(mode="global", **tiling)),
+                ("tiled global-local", dict(mode="global-local", **tiling)),
+                ("whole global-local", dict(mode="global-local", **whole))]
+    return [("tiled", tiling), ("whole", whole)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--models", nargs="+", default=None, help="[every model with default weights]")
+    parser.add_argument("--tile", type=int, default=None, help="Tile side of the tiled runs [the model's].")
+    parser.add_argument("--overlap", type=int, default=None, help="Overlap of the tiled runs [the model's].")
     parser.add_argument("--work", type=Path, default=Path("bench-data/accuracy"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     print("| model | run | mIoU % | OA % | mean F1 % | seconds |\n|---|---|---:|---:|---:|---:|", flush=True)
     for name in args.models or demo_models():
-        for label, options in runs_for(name, args.size):
+        tiling = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
+        for label, options in runs_for(name, args.size, tiling):
             row = {"model": name, "run": label, **score(scene, labels, args.work / f"{name}-{label.replace(' ', '-')}.tif",
                                                          model=name, **options)}
             rows.append(row)
