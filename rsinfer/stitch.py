@@ -15,23 +15,11 @@ as it is. ``linear``/``gaussian`` sum ``weight × score`` and divide by the summ
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from .io.labelmap import NODATA_LABEL, FinishedRows
 from .tiling import Span, Tile, TileGrid
-
-NODATA_LABEL = 255
-
-
-@dataclass
-class FinishedRows:
-    """Rows ``rows`` of the output, ready to write."""
-
-    rows: Span
-    labels: np.ndarray  # (h, W) uint8, NODATA_LABEL where invalid
-    scores: np.ndarray | None = None  # (K, h, W): uint8 probabilities (quantized) or float32 raw scores
 
 
 class _Strip:

@@ -171,7 +171,7 @@ def test_zarr_inputs_stream_by_chunks_and_match_geotiff(tmp_path, make_raster, m
 
     from rsinfer.io.writers import OutputSpec, open_writer
     from rsinfer.models.config import ISPRS_COLORS
-    from rsinfer.stitch import FinishedRows
+    from rsinfer.io.labelmap import FinishedRows
     from rsinfer.tiling import Span
 
     h, w = 700, 600

@@ -8,7 +8,7 @@ import rasterio
 from rsinfer.errors import InputError
 from rsinfer.io.source import InputWarning
 from rsinfer.pipeline import SegmentOptions, run_segment
-from rsinfer.stitch import NODATA_LABEL
+from rsinfer.io.labelmap import NODATA_LABEL
 
 
 def segment(src, out, **kw):

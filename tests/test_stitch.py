@@ -5,7 +5,8 @@ import torch
 
 from rsinfer.backends import TorchBackend
 from rsinfer.models import create_model, get_config
-from rsinfer.stitch import NODATA_LABEL, RowBandStitcher
+from rsinfer.io.labelmap import NODATA_LABEL
+from rsinfer.stitch import RowBandStitcher
 from rsinfer.tiling import TileGrid
 
 from conftest import random_image

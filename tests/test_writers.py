@@ -11,7 +11,7 @@ from rasterio.transform import Affine
 from rsinfer.errors import RsinferError
 from rsinfer.io.writers import OutputSpec, open_writer, probs_path
 from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
-from rsinfer.stitch import FinishedRows
+from rsinfer.io.labelmap import FinishedRows
 from rsinfer.tiling import Span
 
 CRS = rasterio.crs.CRS.from_epsg(32632)

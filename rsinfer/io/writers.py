@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RsinferError
-from ..stitch import NODATA_LABEL, FinishedRows
+from .labelmap import NODATA_LABEL, FinishedRows, class_name_tags, colour_table
 from ..tiling import Span
 
 FORMATS = ("GTiff", "zarr")
@@ -253,12 +253,9 @@ class GeoTiffWriter(LabelWriter):
 
         s = self.spec
         dst = self._labels
-        colormap = {i: (*c, 255) for i, c in enumerate(s.class_colors)}
-        colormap[NODATA_LABEL] = (0, 0, 0, 0)
-        dst.write_colormap(1, colormap)
+        dst.write_colormap(1, colour_table(s.class_colors))
         dst.set_band_description(1, "class")
-        dst.update_tags(1, CLASS_NAMES=json.dumps(list(s.class_names)),
-                        **{f"CLASS_{i}": n for i, n in enumerate(s.class_names)})
+        dst.update_tags(1, **class_name_tags(s.class_names))
         dst.update_tags(SOURCE=s.source, MODEL=s.model, WEIGHTS=s.weights, SOFTWARE="rsinfer")
         factors = overview_factors(s.width, s.height)
         if factors:
