@@ -45,7 +45,7 @@ def runs_for(name: str, size: int, tiling: dict) -> list[tuple[str, dict]]:
     ``tiling``: tile/overlap for the tiled runs (empty: the model's own).
     """
     whole = dict(tile=size, overlap=0, batch_size=1)
-    if get_config(name).extra.get("global_size"):
+    if get_config(name).is_global_local:
         return [("tiled patch", dict(mode="patch", **tiling)), ("tiled global", dict(mode="global", **tiling)),
                 ("tiled global-local", dict(mode="global-local", **tiling)),
                 ("whole global-local", dict(mode="global-local", **whole))]

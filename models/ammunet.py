@@ -393,7 +393,7 @@ AMMUNET = ModelConfig(
     min_tile=SIZE_MULTIPLE,
     receptive_radius=None,
     paper="AMMUNet (GRSL 2024)",
-    extra={"source": "interpretty/AMMUNet (mmseg)", "window_px": 512},
+    source="interpretty/AMMUNet (mmseg)",
 )
 
 
@@ -406,7 +406,7 @@ def ammunet(config: ModelConfig, **kwargs) -> AMMUNet:
 AMMUNET_LITE = AMMUNET.replace(
     name="ammunet-lite",
     description="AMMUNet-lite (demo): ResNet-18-V1c at width 32 + a 64-channel AMMUNet decoder",
-    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+    demo=True,
 )
 
 

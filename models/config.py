@@ -5,7 +5,7 @@ nothing else in rsinfer hard-codes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 ISPRS_CLASSES = (
     "impervious_surfaces",
@@ -29,6 +29,25 @@ IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 
 
 @dataclass(frozen=True)
+class GlobalLocalSpec:
+    """How a dual-branch global-local model (GLNet, GLCANet) sees the scene.
+
+    ``region``: scene pixels a side given one global view (a raster no larger than one
+    region gets a single view of the whole scene, as in the papers); ``global_size``: the
+    longest side of that view after downsampling; ``neighbourhood``: GLCANet's cross-attention
+    window around a patch, in patch sides (GLNet has no such window and ignores it).
+    """
+
+    global_size: int = 500
+    region: int = 4096
+    neighbourhood: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.global_size < 1 or self.region < 1 or self.neighbourhood <= 0:
+            raise ValueError("global_size, region and neighbourhood must be positive")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What a registered model takes and gives.
 
@@ -48,7 +67,6 @@ class ModelConfig:
     input_range: float = 255.0
     class_names: tuple[str, ...] = ISPRS_CLASSES
     class_colors: tuple[tuple[int, int, int], ...] = ISPRS_COLORS
-    output_stride: int = 1
     # Tiles are padded up to a multiple of this before the forward pass, then cropped back.
     size_multiple: int = 1
     # Smallest tile side the network accepts (after padding).
@@ -56,7 +74,12 @@ class ModelConfig:
     # Pixels of context each output pixel depends on, each side; None when unbounded (attention, global pooling).
     receptive_radius: int | None = None
     paper: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    # Where the architecture's facts come from (the authors' repository, the paper).
+    source: str = ""
+    # A lighter variant made for the bundled synthetic-scene weights, not from the paper.
+    demo: bool = False
+    # Set for dual-branch global-local models; None for sliding-window models.
+    global_local: GlobalLocalSpec | None = None
 
     def __post_init__(self) -> None:
         n = len(self.in_bands)
@@ -70,6 +93,10 @@ class ModelConfig:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def is_global_local(self) -> bool:
+        return self.global_local is not None
 
     @property
     def num_bands(self) -> int:

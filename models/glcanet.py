@@ -100,7 +100,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
+from .config import GlobalLocalSpec, ModelConfig
 from .global_local import GlobalLocalModel, crop_global
 from .glnet import (
     LEVELS, RESNET50_LAYERS, GlobalFPN, LocalFPN, conv3x3, context_levels, crop_levels, level_channels,
@@ -269,15 +269,16 @@ GLCANET = ModelConfig(
     min_tile=64,
     receptive_radius=None,
     paper="GLCANet (arXiv 2506.19406)",
-    extra={"global_size": 500, "region": 4096, "neighbourhood": 1.0},
+    global_local=GlobalLocalSpec(global_size=500, region=4096, neighbourhood=1.0),
 )
 
 
 @register_model(GLCANET)
 def glcanet(config: ModelConfig, **kwargs) -> GLCANet:
     """``kwargs`` go to :class:`GLCANet` (``global_size``, ``neighbourhood``, ``heads``, widths...)."""
-    kwargs.setdefault("global_size", int(config.extra.get("global_size", 500)))
-    kwargs.setdefault("neighbourhood", float(config.extra.get("neighbourhood", 1.0)))
+    spec = config.global_local or GlobalLocalSpec()
+    kwargs.setdefault("global_size", spec.global_size)
+    kwargs.setdefault("neighbourhood", spec.neighbourhood)
     return GLCANet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
 
 
@@ -289,7 +290,7 @@ GLCANET_LITE = GLCANET.replace(
     # about 2 mIoU points below whole-image inference; with 512, the same (BENCHMARKS.md).
     tile=512,
     overlap=64,
-    extra={**GLCANET.extra, "demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+    demo=True,
 )
 
 

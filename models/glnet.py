@@ -154,7 +154,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from .config import GlobalLocalSpec, ModelConfig
 from .global_local import GlobalLocalModel, crop_global
 from .registry import register_model
 from .resnet import ResNet
@@ -522,12 +522,13 @@ GLNET = ModelConfig(
     min_tile=64,
     receptive_radius=None,  # global context: unbounded
     paper="GLNet (CVPR 2019)",
-    extra={"global_size": 500, "region": 4096, "source": "VITA-Group/GLNet (MIT)"},
+    source="VITA-Group/GLNet (MIT)",
+    global_local=GlobalLocalSpec(global_size=500, region=4096),
 )
 
 
 @register_model(GLNET, key_map=glnet_key_map)
 def glnet(config: ModelConfig, **kwargs) -> GLNet:
     """``kwargs`` go to :class:`GLNet` (``global_size``, ``l2g``, ``frozen_global``, widths...)."""
-    kwargs.setdefault("global_size", int(config.extra.get("global_size", 500)))
+    kwargs.setdefault("global_size", (config.global_local or GlobalLocalSpec()).global_size)
     return GLNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)

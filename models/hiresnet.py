@@ -543,7 +543,7 @@ HIRESNET = ModelConfig(
     min_tile=SIZE_MULTIPLE,  # one pixel on the 1/16 branch
     receptive_radius=None,  # window attention, SE pooling and OCR regions span the tile
     paper="Hi-ResNet (JSTARS 2024)",
-    extra={"source": "paper (arXiv 2305.12691); shared parts from AmberJar/Hi-ResNet"},
+    source="paper (arXiv 2305.12691); shared parts from AmberJar/Hi-ResNet",
 )
 
 
@@ -560,7 +560,7 @@ def hiresnet(config: ModelConfig, **kwargs) -> HiResNet:
 HIRESNET_LITE = HIRESNET.replace(
     name="hiresnet-lite",
     description="Hi-ResNet-lite (demo): 16/32/64-channel branches, one module per layer, 64-channel OCR head",
-    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+    demo=True,
 )
 
 

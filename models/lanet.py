@@ -309,7 +309,7 @@ def lanet(config: ModelConfig, output_stride: int = 16) -> LANet:
 LANET_LITE = LANET.replace(
     name="lanet-lite",
     description="LANet-lite (demo): ResNet-18 at width 32, 64/32-channel branches",
-    extra={"demo": "a lighter variant for the bundled synthetic-scene weights; not from the paper"},
+    demo=True,
 )
 
 

@@ -71,6 +71,4 @@ def create_model(name: str, config: ModelConfig | None = None, **kwargs) -> nn.M
     ``kwargs`` go to the builder (architecture knobs such as widths).
     """
     cfg = config or get_config(name)
-    model = get_entry(name).build(cfg, **kwargs)
-    model.rsinfer_config = cfg  # travels with the module so callers need not pass both
-    return model.eval()
+    return get_entry(name).build(cfg, **kwargs).eval()

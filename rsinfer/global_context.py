@@ -138,8 +138,8 @@ class GlobalLocalFeeder:
     """What a global-local model needs beside each batch of tiles: contexts and boxes."""
 
     def __init__(self, info: RasterInfo, grid: TileGrid, config, compute, needs_context: bool):
-        self.plan = RegionPlan(grid, int(config.extra.get("region", 4096)))
-        self.cache = GlobalContextCache(info, self.plan, int(config.extra.get("global_size", 500)), compute) \
+        self.plan = RegionPlan(grid, config.global_local.region)
+        self.cache = GlobalContextCache(info, self.plan, config.global_local.global_size, compute) \
             if needs_context else None
         padded = (config.padded_size(grid.tile_shape[0]), config.padded_size(grid.tile_shape[1]))
         self.padded = padded

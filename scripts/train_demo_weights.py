@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     args.data.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    global_local = any(get_config(name).extra.get("global_size") for name in args.models)
+    global_local = any(get_config(name).is_global_local for name in args.models)
     scenes = [make_scene(args.data, s, args.scene_size, with_views=global_local) for s in TRAIN_SEEDS]
     validation = make_scene(args.data, VALIDATION_SEED, 1024, with_views=False)
     for name in args.models:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rsinfer.models.config import GlobalLocalSpec
 from rsinfer.models.glcanet import GLCANET, GLCANet, footprint_mask
 from rsinfer.models.glnet import LEVELS
 from rsinfer.models.registry import create_model, get_config
@@ -103,7 +104,7 @@ def test_a_patch_reads_nothing_of_the_global_view_outside_its_neighbourhood(scen
 
 
 def test_neighbourhood_comes_from_the_config():
-    config = GLCANET.replace(extra={**GLCANET.extra, "neighbourhood": 2.0})
+    config = GLCANET.replace(global_local=GlobalLocalSpec(global_size=500, region=4096, neighbourhood=2.0))
     torch.manual_seed(0)
     model = loud(create_model("glcanet", config, **{k: v for k, v in SMALL.items() if k != "global_size"},
                               global_size=256))
@@ -234,5 +235,5 @@ def test_registered_config():
     c = get_config("glcanet")
     assert (c.tile, c.overlap, c.num_classes) == (500, 50, 6)
     assert c.mean == (0.0, 0.0, 0.0) and c.std == (1.0, 1.0, 1.0) and c.input_range == 1.0
-    assert c.extra["global_size"] == 500 and c.extra["region"] == 4096 and c.extra["neighbourhood"] == 1.0
+    assert c.global_local == GlobalLocalSpec(global_size=500, region=4096, neighbourhood=1.0)
     assert c.receptive_radius is None and c.tile % c.size_multiple == 0

@@ -290,7 +290,7 @@ def test_registered_config():
     assert (c.tile, c.overlap, c.num_classes, c.in_bands) == (500, 50, 6, ("red", "green", "blue"))
     assert c.class_names == ISPRS_CLASSES
     assert c.mean == (0.0, 0.0, 0.0) and c.std == (1.0, 1.0, 1.0) and c.input_range == 1.0
-    assert c.extra["global_size"] == 500 and c.extra["region"] == 4096
+    assert c.global_local is not None and c.global_local.global_size == 500 and c.global_local.region == 4096
     assert c.receptive_radius is None and c.tile % c.size_multiple == 0
     assert create_model("glnet", **{k: v for k, v in SMALL.items() if k != "global_size"}).global_size == 500
 

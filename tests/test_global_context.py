@@ -6,7 +6,7 @@ import torch
 
 from rsinfer.global_context import RegionPlan, read_global_view
 from rsinfer.io.source import inspect_raster
-from rsinfer.models.config import ModelConfig
+from rsinfer.models.config import GlobalLocalSpec, ModelConfig
 from rsinfer.models.global_local import GlobalLocalModel, crop_global
 from rsinfer.models.registry import _REGISTRY, register_model
 from rsinfer.pipeline import SegmentOptions, run_segment
@@ -44,7 +44,7 @@ class RampProbe(GlobalLocalModel):
 
 PROBE = ModelConfig(name="test-ramp-probe", tile=96, overlap=16, mean=(0.0,) * 3, std=(1.0,) * 3, input_range=1.0,
                     class_names=("a", "b"), class_colors=((0, 0, 0), (1, 1, 1)),
-                    extra={"global_size": 64, "region": 300})
+                    global_local=GlobalLocalSpec(global_size=64, region=300))
 
 
 @pytest.fixture(scope="module", autouse=True)
