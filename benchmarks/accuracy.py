@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rsinfer.evaluate import evaluate_rasters
+from rsinfer.evaluation import evaluate_rasters
 from rsinfer.models import get_config
 from rsinfer.pipeline import SegmentOptions, run_segment
 from rsinfer.synth import write_synthetic_scene

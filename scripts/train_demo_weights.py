@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from rasterio.enums import Resampling
 
 from rsinfer.backends.base import input_affine
-from rsinfer.evaluate import confusion_metrics
+from rsinfer.evaluation import confusion_metrics
 from rsinfer.io.source import default_value_scale
 from rsinfer.models import create_model, get_config
 from rsinfer.models.global_local import GlobalLocalModel

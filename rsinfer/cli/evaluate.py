@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from pathlib import Path
 
 import click
 
 from rsinfer.errors import RsinferError
+from rsinfer.io.outputs import check_outputs
+
+STDOUT = "-"  # --json -: the report goes to stdout, the table and summary to stderr
 
 
 def _pct(v: float) -> str:
@@ -22,13 +23,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.command("eval", short_help="Score a label map against reference labels (IoU, F1, OA).")
 @click.argument("pred", type=click.Path())
 @click.argument("labels", type=click.Path())
-# 1024: rsinfer.evaluate.MAX_CLASSES (not imported here: main imports every command at start-up)
+# 1024: rsinfer.evaluation.MAX_CLASSES (not imported here: main imports every command at start-up)
 @click.option("--num-classes", "-k", type=click.IntRange(1, 1024), default=None,
               help="Number of classes K [from PRED's class names, else LABELS', else the largest class id + 1].")
 @click.option("--ignore-index", "ignore", type=click.IntRange(min=0), multiple=True,
               help="A LABELS class left out of the scores, e.g. clutter (repeatable).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the confusion matrix and metrics to this JSON file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the confusion matrix and metrics to this JSON file ('-': to stdout, and the table "
+                   "and summary to stderr).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [2, or 1 on one CPU].")
 @click.option("--overwrite", is_flag=True, help="Replace the --json file if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or warnings; print only the summary line.")
@@ -51,14 +53,11 @@ def evaluate(ctx, pred, labels, num_classes, ignore, json_path, workers, overwri
 
 
 def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, quiet) -> None:
-    from rsinfer.evaluate import evaluate_rasters, write_json
+    from rsinfer.evaluation import evaluate_rasters, write_json
 
-    if json_path is not None:
-        if os.path.lexists(json_path) and not overwrite:
-            raise RsinferError(f"{json_path}: output exists; pass --overwrite to replace it")
-        parent = Path(json_path).resolve().parent
-        if not parent.is_dir():
-            raise RsinferError(f"{json_path}: output folder {parent} does not exist")
+    to_stdout = json_path == STDOUT
+    if json_path is not None and not to_stdout:
+        check_outputs([json_path], overwrite)  # before the work, not after it
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
@@ -70,18 +69,20 @@ def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, 
                                       progress=progress.update)
         finally:
             progress.close()
-    if json_path is not None:
+    if to_stdout:
+        click.echo(result.to_json(), nl=False)
+    elif json_path is not None:
         write_json(result, json_path)
     summary = (f"mIoU {_pct(result.miou)}  mean F1 {_pct(result.mean_f1)}  OA {_pct(result.oa)}  "
                f"({result.pixels:,} px; means over {result.scored_classes} of {result.num_classes} classes)")
     if quiet:
-        click.echo(summary)
+        click.echo(summary, err=to_stdout)
         return
-    _print_table(result)
-    click.echo(summary)
+    _print_table(result, err=to_stdout)
+    click.echo(summary, err=to_stdout)
     click.echo(
         f"rsinfer: {result.pred} vs {result.labels}: {result.width}x{result.height} px, {result.windows} windows, "
-        f"{result.seconds:.1f} s" + (f" -> {json_path}" if json_path else ""),
+        f"{result.seconds:.1f} s" + (f" -> {'stdout' if to_stdout else json_path}" if json_path else ""),
         err=True,
     )
 
@@ -106,7 +107,7 @@ class _LazyProgress:
             self._bar = None
 
 
-def _print_table(result) -> None:
+def _print_table(result, err: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -118,4 +119,4 @@ def _print_table(result) -> None:
         ignored = i in result.ignore
         table.add_row(str(i), name + (" (ignored)" if ignored else ""), _pct(result.iou[i]), _pct(result.f1[i]),
                       f"{int(result.support[i]):,}", f"{int(result.predicted[i]):,}")
-    Console(highlight=False, soft_wrap=False).print(table)
+    Console(highlight=False, soft_wrap=False, stderr=err).print(table)
