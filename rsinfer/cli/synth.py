@@ -6,12 +6,13 @@ from pathlib import Path
 import click
 
 from rsinfer.cli import options
-from rsinfer.errors import RsinferError
+from rsinfer.io.outputs import check_outputs
 
 
 @click.command(short_help="Write a synthetic orthophoto and its labels.")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--size", callback=options.parse_size, default="2048x2048", show_default=True, help="WIDTHxHEIGHT in pixels.")
+@click.option("--size", callback=options.parse_size, default="2048x2048", show_default=True,
+              help="WIDTHxHEIGHT in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--pixel-size", type=click.FloatRange(0.01, 10), default=0.2, show_default=True, help="Metres per pixel.")
 @click.option("--epsg", type=int, default=32632, show_default=True, help="UTM zone EPSG code of the scene.")
@@ -27,9 +28,7 @@ def synth(output, size, seed, pixel_size, epsg, labels_path, overwrite, quiet):
 
     out = Path(output)
     labels = Path(labels_path) if labels_path else out.with_name(out.stem + "_labels" + (out.suffix or ".tif"))
-    for p in (out, labels):
-        if p.exists() and not overwrite:
-            raise RsinferError(f"{p}: output exists; pass --overwrite to replace it")
+    check_outputs([out, labels], overwrite)  # before any work; the writer itself replaces what exists
     width, height = size
     with TileProgress(disable=quiet, label="synth") as progress:
         write_synthetic_scene(
@@ -37,4 +36,5 @@ def synth(output, size, seed, pixel_size, epsg, labels_path, overwrite, quiet):
             progress=lambda done, total: progress.update(done, total, done * width),
         )
     if not quiet:
-        click.echo(f"rsinfer: wrote {out} and {labels} ({width}x{height} px, {pixel_size} m, EPSG:{epsg}, seed {seed})", err=True)
+        click.echo(f"rsinfer: wrote {out} and {labels} ({width}x{height} px, {pixel_size} m, EPSG:{epsg}, "
+                   f"seed {seed})", err=True)

@@ -1,4 +1,5 @@
-"""rsinfer.synth: georeferenced, deterministic, block-size independent, streamed in bounded memory."""
+"""rsinfer.synth.scene: georeferenced, deterministic, block-size independent, streamed in bounded memory."""
+import os
 import tracemalloc
 
 import numpy as np
@@ -7,9 +8,9 @@ import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 
-from rsinfer import synth
+from rsinfer.io.outputs import partial_path
 from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
-from rsinfer.synth import scene_profile, write_synthetic_scene
+from rsinfer.synth import scene, scene_profile, write_synthetic_scene
 
 # Non-square and a multiple of neither block size, so edge tiles are partial.
 W, H = 700, 500
@@ -21,14 +22,14 @@ def read(path):
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
+def scene_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth")
     write_synthetic_scene(d / "a.tif", d / "a_labels.tif", W, H, seed=3, block=256)
     return d
 
 
-def test_files_are_georeferenced_tiled_compressed_rgb_and_labelled(scene):
-    with rasterio.open(scene / "a.tif") as img, rasterio.open(scene / "a_labels.tif") as lab:
+def test_files_are_georeferenced_tiled_compressed_rgb_and_labelled(scene_dir):
+    with rasterio.open(scene_dir / "a.tif") as img, rasterio.open(scene_dir / "a_labels.tif") as lab:
         assert (img.width, img.height, img.count, img.dtypes) == (W, H, 3, ("uint8",) * 3)
         assert (lab.width, lab.height, lab.count, lab.dtypes) == (W, H, 1, ("uint8",))
         for ds in (img, lab):
@@ -54,33 +55,26 @@ def test_georeferencing_follows_the_arguments(tmp_path):
     assert profile["BIGTIFF"] == "IF_SAFER" and profile["blockxsize"] == profile["blockysize"] == 32
 
 
-def test_success_leaves_only_the_two_files(scene):
-    assert sorted(p.name for p in scene.iterdir()) == ["a.tif", "a_labels.tif"]
+def test_success_leaves_only_the_two_files(scene_dir):
+    assert sorted(p.name for p in scene_dir.iterdir()) == ["a.tif", "a_labels.tif"]
 
 
-def test_same_seed_same_pixels_at_any_block_size_and_other_seeds_differ(scene, tmp_path):
+def test_existing_files_are_replaced(tmp_path):
+    image, labels = tmp_path / "r.tif", tmp_path / "r_l.tif"
+    image.write_bytes(b"old image")
+    labels.write_bytes(b"old labels")
+    write_synthetic_scene(image, labels, 64, 48, seed=1)
+    assert read(image).shape == (3, 48, 64) and read(labels).shape == (1, 48, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif", "r_l.tif"]
+
+
+def test_same_seed_same_pixels_at_any_block_size_and_other_seeds_differ(scene_dir, tmp_path):
     write_synthetic_scene(tmp_path / "b.tif", tmp_path / "b_l.tif", W, H, seed=3, block=512)
     write_synthetic_scene(tmp_path / "c.tif", tmp_path / "c_l.tif", W, H, seed=4, block=256)
-    np.testing.assert_array_equal(read(scene / "a.tif"), read(tmp_path / "b.tif"))
-    np.testing.assert_array_equal(read(scene / "a_labels.tif"), read(tmp_path / "b_l.tif"))
-    assert (read(scene / "a_labels.tif") != read(tmp_path / "c_l.tif")).mean() > 0.2
-    assert (read(scene / "a.tif") != read(tmp_path / "c.tif")).mean() > 0.5
-
-
-def test_a_pixel_is_the_same_whichever_window_draws_it():
-    """Stitching windows cut at odd places gives the single big window, bit for bit."""
-    whole_rgb, whole_label = synth._render_window(synth._City(9, 0.2), 40, 30, 300, 700)
-    rgb = np.empty_like(whole_rgb)
-    label = np.empty_like(whole_label)
-    rows, cols = (0, 137, 300), (0, 233, 511, 700)
-    for r0, r1 in zip(rows, rows[1:]):
-        for c0, c1 in zip(cols, cols[1:]):
-            # A fresh city each time: cold plan caches must not matter either.
-            part_rgb, part_label = synth._render_window(synth._City(9, 0.2), 40 + r0, 30 + c0, r1 - r0, c1 - c0)
-            rgb[:, r0:r1, c0:c1] = part_rgb
-            label[r0:r1, c0:c1] = part_label
-    np.testing.assert_array_equal(rgb, whole_rgb)
-    np.testing.assert_array_equal(label, whole_label)
+    np.testing.assert_array_equal(read(scene_dir / "a.tif"), read(tmp_path / "b.tif"))
+    np.testing.assert_array_equal(read(scene_dir / "a_labels.tif"), read(tmp_path / "b_l.tif"))
+    assert (read(scene_dir / "a_labels.tif") != read(tmp_path / "c_l.tif")).mean() > 0.2
+    assert (read(scene_dir / "a.tif") != read(tmp_path / "c.tif")).mean() > 0.5
 
 
 def test_a_scene_is_the_corner_of_a_larger_one(tmp_path):
@@ -139,21 +133,26 @@ def test_memory_is_bounded_by_a_window_not_the_scene(tmp_path):
 
 
 @pytest.mark.parametrize("targets_exist", [False, True])
-def test_a_failure_midway_leaves_no_temporary_and_no_new_target(tmp_path, monkeypatch, targets_exist):
+def test_a_failure_midway_leaves_no_partial_and_no_new_target(tmp_path, monkeypatch, targets_exist):
     image, labels = tmp_path / "f.tif", tmp_path / "f_l.tif"
     if targets_exist:
         image.write_bytes(b"old image")
         labels.write_bytes(b"old labels")
-    real = synth._render_window
+    real = scene.render_window
+    seen = []
 
     def fail_on_second_block_row(city, row0, col0, h, w):
         if row0 > 0:
+            seen.extend(sorted(os.listdir(tmp_path)))
             raise RuntimeError("boom")
         return real(city, row0, col0, h, w)
 
-    monkeypatch.setattr(synth, "_render_window", fail_on_second_block_row)
+    monkeypatch.setattr(scene, "render_window", fail_on_second_block_row)
     with pytest.raises(RuntimeError, match="boom"):
         write_synthetic_scene(image, labels, 600, 600, seed=1, block=256)
+    # Until then both files were written under the output policy's partial names.
+    partials = sorted(os.path.basename(partial_path(p)) for p in (image, labels))
+    assert set(partials) <= set(seen)
     if targets_exist:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tif", "f_l.tif"]
         assert image.read_bytes() == b"old image" and labels.read_bytes() == b"old labels"
@@ -169,14 +168,3 @@ def test_bad_arguments_are_refused_before_writing(tmp_path, kwargs):
     with pytest.raises(ValueError):
         write_synthetic_scene(tmp_path / "x.tif", labels, **args)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_synth_command(runner, tmp_path):
-    from rsinfer.cli.main import main
-
-    out = tmp_path / "scene.tif"
-    res = runner.invoke(main, ["synth", str(out), "--size", "300x200", "--seed", "2", "-q"])
-    assert res.exit_code == 0, res.output
-    assert out.exists() and (tmp_path / "scene_labels.tif").exists()
-    res = runner.invoke(main, ["synth", str(out), "--size", "300x200", "-q"])
-    assert res.exit_code == 1 and "--overwrite" in res.output
