@@ -53,7 +53,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from rsinfer.backends import TorchBackend, resolve_device
-    from rsinfer.pipeline import SegmentOptions, build_model, run_segment
+    from rsinfer.loading import load_model
+    from rsinfer.pipeline import SegmentOptions, run_segment
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,8 @@ def main() -> None:
     report = run_segment(opts)
     end_to_end = report.megapixels / report.seconds
 
-    config, model = build_model(opts)
+    loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+    config, model = loaded.config, loaded.module
     device = resolve_device(args.device)
     if args.backend != "torch":
         raise SystemExit("model-only timing is implemented for the torch backend")

@@ -27,6 +27,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.tiles)
 
+    def __getitem__(self, part: slice) -> Batch:
+        """The tiles of ``part`` as a batch of their own (views, no copies)."""
+        return Batch(self.tiles[part], self.data[part], self.valid[part])
+
 
 class BatchSize:
     """The number of tiles per batch; ``shrink`` lowers it for the rest of the run."""
@@ -60,17 +64,16 @@ def _stack(tiles: list[TileData]) -> Batch:
     return Batch(tiles, np.stack([t.data for t in tiles]), np.stack([t.valid for t in tiles]))
 
 
-def predict_halving_on_oom(predict: Callable, size: BatchSize, data: np.ndarray, valid: np.ndarray,
-                           contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
+def predict_halving_on_oom(predict: Callable[[Batch], torch.Tensor], size: BatchSize, batch: Batch) -> torch.Tensor:
     """``predict`` the batch; on CUDA out-of-memory, halve it and retry the same tiles.
 
-    No tile is lost: the batch is re-run in chunks of the halved size (halving again if a
-    chunk still does not fit) and the outputs joined. The smaller size is kept for later batches.
+    No tile is lost: the batch is re-run in slices of the halved size (halving again if a
+    slice still does not fit) and the outputs joined. The smaller size is kept for later batches.
     """
     try:
-        return predict(data, valid, contexts, boxes)
+        return predict(batch)
     except torch.cuda.OutOfMemoryError:
-        n = data.shape[0]
+        n = len(batch)
         if n == 1:
             raise ModelError("out of GPU memory with a batch of one tile; use a smaller --tile or --precision fp16") from None
         if torch.cuda.is_available():
@@ -78,11 +81,9 @@ def predict_halving_on_oom(predict: Callable, size: BatchSize, data: np.ndarray,
         size.shrink(n // 2)
         parts, i = [], 0
         while i < n:
-            sl = slice(i, i + size.value)  # re-read: a chunk's own failure shrinks it further
-            parts.append(predict_halving_on_oom(
-                predict, size, data[sl], valid[sl], None if contexts is None else contexts[sl],
-                None if boxes is None else boxes[sl]))
-            i = sl.stop
+            part = slice(i, i + size.value)  # re-read: a slice's own failure shrinks it further
+            parts.append(predict_halving_on_oom(predict, size, batch[part]))
+            i = part.stop
         return torch.cat(parts)
 
 

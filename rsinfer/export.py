@@ -24,6 +24,7 @@ from rsinfer.models import ModelConfig
 from rsinfer.models.global_local import GlobalLocalModel, global_view_size
 
 from .errors import ModelError
+from .io.outputs import commit, partial_path, remove
 
 OPSET = 17
 TOLERANCE = 1e-3  # max |logit difference| accepted in fp32
@@ -100,21 +101,21 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
         if not diff <= TOLERANCE:  # also catches NaN
             raise ModelError(f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written")
         for partial, final in partials:
-            os.replace(partial, final)
+            commit(partial, final)
         return ExportResult([str(f) for _, f in partials], diff,
                             {str(final): sessions[str(partial)] for partial, final in partials if str(partial) in sessions})
     finally:
         for partial, _ in partials:
-            if partial.exists():
-                partial.unlink()
+            remove(partial)
 
 
 def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list,
                      sessions: dict) -> float:
     """Export to partial files; return the max |difference| from PyTorch on the test batch."""
-    if isinstance(model, GlobalLocalModel):
+    if config.is_global_local:
+        assert isinstance(model, GlobalLocalModel)
         return _export_global_local(model, config, side, path, patches, gen, partials, sessions)
-    partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    partial = Path(partial_path(path))
     partials.append((partial, path))
     _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
     with torch.inference_mode():
@@ -135,8 +136,7 @@ def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int
         keys = sorted(context)
         ref = model.predict_patches(patches, context, boxes).numpy()
     global_path = global_graph_path(path)
-    g_partial = global_path.with_name(global_path.name + f".partial-{os.getpid()}")
-    l_partial = path.with_name(path.name + f".partial-{os.getpid()}")
+    g_partial, l_partial = Path(partial_path(global_path)), Path(partial_path(path))
     partials += [(g_partial, global_path), (l_partial, path)]
     ctx_names = [f"ctx_{k}" for k in keys]
     # Wrappers start in training mode, and the exporter restores each module's mode on exit.
@@ -154,3 +154,29 @@ def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int
     got = local.run(None, {i.name: feeds[i.name] for i in local.get_inputs()})[0]
     ctx_diff = max(float(np.abs(g - context[k].numpy()).max()) for g, k in zip(g_out, keys))
     return max(ctx_diff, float(np.abs(got - ref).max()))
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported graphs are cached: ``RSINFER_CACHE``/onnx, else ~/.cache/rsinfer/onnx."""
+    return Path(os.environ.get("RSINFER_CACHE", Path.home() / ".cache" / "rsinfer")) / "onnx"
+
+
+def cached_onnx(model: nn.Module, config: ModelConfig, mode: str | None) -> tuple[Path, dict | None]:
+    """The model's ONNX graph for ``config.tile``, exported on first use into the cache folder
+    (with the CPU sessions that verified it, which a CPU backend reuses).
+
+    The cache key covers the model, tile, mode and a digest of the weights, so a new
+    checkpoint never reuses an old graph.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    cache = onnx_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{digest.hexdigest()[:16]}.onnx"
+    if path.exists():
+        return path, None
+    return path, export_onnx(model, config, config.tile, path).sessions

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,11 @@ def read_global_view(info: RasterInfo, rows: Span, cols: Span, global_size: int)
 
 
 class GlobalContextCache:
-    """Global contexts by region, computed on first use by ``compute(view) -> context``."""
+    """Global contexts by region, computed on first use by ``compute(view) -> context``.
+
+    Views can be read ahead (:meth:`prefetch`, on the reader's threads); a view not read
+    ahead is read when its context is first needed.
+    """
 
     def __init__(self, info: RasterInfo, plan: RegionPlan, global_size: int, compute, capacity: int | None = None):
         self.info = info
@@ -118,35 +123,27 @@ class GlobalContextCache:
         self.compute = compute
         self.capacity = capacity or plan.regions_per_row + 1
         self._cache: OrderedDict = OrderedDict()
+        self._pending: dict[tuple[int, int], Future] = {}
         self.views_read = 0
+
+    def _read(self, key: tuple[int, int]) -> GlobalView:
+        rows, cols = self.plan.view(key)
+        return read_global_view(self.info, rows, cols, self.global_size)
+
+    def prefetch(self, key: tuple[int, int], submit) -> None:
+        """Start reading ``key``'s view with ``submit(fn, *args) -> Future``, unless it is on hand."""
+        if key not in self._cache and key not in self._pending:
+            self._pending[key] = submit(self._read, key)
 
     def get(self, key: tuple[int, int]):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        rows, cols = self.plan.view(key)
-        view = read_global_view(self.info, rows, cols, self.global_size)
+        pending = self._pending.pop(key, None)
+        view = pending.result() if pending is not None else self._read(key)
         self.views_read += 1
         context = self.compute(view)
         self._cache[key] = context
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         return context
-
-
-class GlobalLocalFeeder:
-    """What a global-local model needs beside each batch of tiles: contexts and boxes."""
-
-    def __init__(self, info: RasterInfo, grid: TileGrid, config, compute, needs_context: bool):
-        self.plan = RegionPlan(grid, config.global_local.region)
-        self.cache = GlobalContextCache(info, self.plan, config.global_local.global_size, compute) \
-            if needs_context else None
-        padded = (config.padded_size(grid.tile_shape[0]), config.padded_size(grid.tile_shape[1]))
-        self.padded = padded
-
-    def for_tiles(self, tiles: list[Tile]) -> tuple[list, np.ndarray]:
-        """Per tile: its region's context (None in patch mode) and its box (B, 4)."""
-        keys = [self.plan.region_of(t) for t in tiles]
-        contexts = [self.cache.get(k) if self.cache else None for k in keys]
-        boxes = np.array([self.plan.box(t, self.padded) for t in tiles], dtype=np.float32)
-        return contexts, boxes

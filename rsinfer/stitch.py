@@ -37,12 +37,22 @@ class _Strip:
             self.scores = torch.zeros((classes, h, width), dtype=torch.float32, device=device) if keep_scores else None
 
 
+def _clip(span: Span, to: Span) -> Span:
+    """``span`` ∩ ``to``; an empty span where they do not meet."""
+    start = max(span.start, to.start)
+    return Span(start, max(start, min(span.stop, to.stop)))
+
+
 class RowBandStitcher:
     """Accepts tile outputs (``add``) and returns the rows they finish.
 
     ``scores`` passed to :meth:`add` are (K, h, w) class scores (probabilities, or logits
     for exactness checks). With ``keep_scores`` the finished rows also carry the blended
     scores, quantized to uint8 when ``quantize`` (probabilities × 255).
+
+    ``rows`` limits the output to a window of rows (a part of a job): only the tile rows
+    that touch it (:meth:`TileGrid.rows_touching`) need to be added, and the rows emitted
+    are the same, bit for bit, as the whole raster's for those rows.
     """
 
     def __init__(
@@ -53,6 +63,7 @@ class RowBandStitcher:
         keep_scores: bool = False,
         quantize: bool = True,
         device: str | torch.device = "cpu",
+        rows: Span | None = None,
     ):
         self.grid = grid
         self.classes = num_classes
@@ -61,13 +72,23 @@ class RowBandStitcher:
         self.keep_scores = keep_scores
         self.quantize = quantize
         self.device = torch.device(device)
+        self.rows = rows or Span(0, grid.height)
+        if not 0 <= self.rows.start < self.rows.stop <= grid.height:
+            raise ValueError(f"rows {self.rows.start}-{self.rows.stop} are outside the raster's 0-{grid.height}")
         starts = grid.y.starts
-        self._strip_rows = [Span(starts[s], starts[s + 1] if s + 1 < len(starts) else grid.height) for s in range(len(starts))]
+        # Strip s runs from tile row s's first row to tile row s + 1's, clipped to ``rows``;
+        # strips outside ``rows`` are empty and never emitted.
+        ends = [*starts[1:], grid.height]
+        self._strip_rows = [_clip(Span(starts[s], ends[s]), self.rows) for s in range(len(starts))]
         # Strip s is touched by tile rows first_row[s] .. s.
         self._last_strip_of_row = [self._strip_of(starts[r] + grid.y.tile - 1) for r in range(len(starts))]
-        self._tiles_left = [grid.n_cols] * grid.n_rows
+        # Tile rows that do not touch ``rows`` are never added: count them as complete.
+        job_rows = set(grid.rows_touching(self.rows))
+        self._tiles_left = [grid.n_cols if r in job_rows else 0 for r in range(grid.n_rows)]
+        in_window = [s for s, span in enumerate(self._strip_rows) if span.size > 0]
+        self._next_strip = in_window[0]
+        self._end_strip = in_window[-1] + 1
         self._strips: dict[int, _Strip] = {}
-        self._next_strip = 0
         self.peak_strips = 0
 
     def _strip_of(self, y: int) -> int:
@@ -94,6 +115,8 @@ class RowBandStitcher:
                 wy, wx = self.grid.axis_weights(tile, self.blend)
                 weight = torch.outer(torch.as_tensor(wy, device=self.device), torch.as_tensor(wx, device=self.device))
             for s in range(self._strip_of(tile.rows.start), self._last_strip_of_row[tile.row] + 1):
+                if self._strip_rows[s].size == 0:  # outside the rows asked for
+                    continue
                 strip = self._strip(s)
                 if self.accumulate:
                     self._accumulate(strip, tile, scores, weight, valid)
@@ -151,7 +174,7 @@ class RowBandStitcher:
 
     def _emit_finished(self) -> list[FinishedRows]:
         out = []
-        while self._next_strip < len(self._strip_rows) and self._strip_finished(self._next_strip):
+        while self._next_strip < self._end_strip and self._strip_finished(self._next_strip):
             out.append(self._finish(self._next_strip))
             self._next_strip += 1
         return out
@@ -180,4 +203,4 @@ class RowBandStitcher:
 
     @property
     def done(self) -> bool:
-        return self._next_strip == len(self._strip_rows)
+        return self._next_strip == self._end_strip

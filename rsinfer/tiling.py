@@ -181,6 +181,20 @@ class TileGrid:
             for c in range(self.n_cols):
                 yield self.tile_at(r, c)
 
+    def rows_touching(self, rows: Span) -> range:
+        """Tile rows whose windows overlap the raster rows ``rows``: what a job producing
+        those rows must run (every tile that contributes to one of its pixels)."""
+        starts, tile = self.y.starts, self.y.tile
+        first = next(r for r in range(self.n_rows) if starts[r] + tile > rows.start)
+        last = max(r for r in range(self.n_rows) if starts[r] < rows.stop)
+        return range(first, last + 1)
+
+    def tiles_in_rows(self, tile_rows: range):
+        """The tiles of ``tile_rows``, row by row."""
+        for r in tile_rows:
+            for c in range(self.n_cols):
+                yield self.tile_at(r, c)
+
     def axis_weights(self, tile: Tile, blend: str) -> tuple[np.ndarray, np.ndarray]:
         """Row and column blend weights of ``tile``; the 2-D weight is their outer product."""
         return self.y.cached_weights(tile.row, blend), self.x.cached_weights(tile.col, blend)

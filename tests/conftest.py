@@ -51,6 +51,12 @@ def make_raster(tmp_path):
     return make
 
 
-def random_image(height: int, width: int, bands: int = 3, seed: int = 0, dtype="uint8") -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(bands, height, width)).astype(dtype)
+@pytest.fixture
+def random_image():
+    """``random_image(height, width, bands=3, seed=0, dtype="uint8")``: uniform noise, (bands, h, w)."""
+
+    def make(height: int, width: int, bands: int = 3, seed: int = 0, dtype="uint8") -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return rng.integers(0, 256, size=(bands, height, width)).astype(dtype)
+
+    return make

@@ -3,36 +3,40 @@ import numpy as np
 import pytest
 import torch
 
-from rsinfer.batching import BatchSize, auto_batch_size, batch_tiles, parse_memory, predict_halving_on_oom
+from rsinfer.batching import Batch, BatchSize, auto_batch_size, batch_tiles, parse_memory, predict_halving_on_oom
 from rsinfer.errors import ModelError, RsinferError
 from rsinfer.io.reader import TileData
 from rsinfer.tiling import TileGrid
 
-from conftest import random_image
-
 
 def fake_predict(limit, seen):
-    def predict(data, valid, contexts, boxes):
-        seen.append(data.shape[0])
-        if data.shape[0] > limit:
+    def predict(batch):
+        seen.append([td.tile.index for td in batch.tiles])
+        if len(batch) > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return torch.from_numpy(data.astype(np.float32)).mean(1, keepdim=True)
+        return torch.from_numpy(batch.data.astype(np.float32)).mean(1, keepdim=True)
     return predict
 
 
+def make_batch(n, bands=2, side=3):
+    grid = TileGrid(side, side * n, side, 0)
+    data = np.arange(n * bands * side * side, dtype=np.uint8).reshape(n, bands, side, side)
+    return Batch([TileData(t, data[i], None) for i, t in enumerate(grid)], data, np.ones((n, side, side), bool))
+
+
 def test_out_of_memory_halves_the_batch_and_keeps_every_tile():
-    data = np.arange(8 * 2 * 3 * 3, dtype=np.uint8).reshape(8, 2, 3, 3)
-    valid = np.ones((8, 3, 3), bool)
-    boxes = np.arange(32, dtype=np.float32).reshape(8, 4)
+    batch = make_batch(8)
     size, seen = BatchSize(8), []
-    out = predict_halving_on_oom(fake_predict(3, seen), size, data, valid, list(range(8)), boxes)
-    np.testing.assert_array_equal(out.numpy(), data.astype(np.float32).mean(1, keepdims=True))
-    assert size.value == 2 and seen == [8, 4, 2, 2, 2, 2]
+    out = predict_halving_on_oom(fake_predict(3, seen), size, batch)
+    np.testing.assert_array_equal(out.numpy(), batch.data.astype(np.float32).mean(1, keepdims=True))
+    assert size.value == 2 and [len(s) for s in seen] == [8, 4, 2, 2, 2, 2]
+    # the slices keep each tile with its own data, in order
+    assert seen[2:] == [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
 def test_one_tile_that_does_not_fit_is_a_clear_error():
     with pytest.raises(ModelError, match="batch of one tile"):
-        predict_halving_on_oom(fake_predict(0, []), BatchSize(4), np.zeros((2, 1, 2, 2)), np.ones((2, 2, 2), bool), None, None)
+        predict_halving_on_oom(fake_predict(0, []), BatchSize(4), make_batch(2))
 
 
 def test_later_batches_use_the_shrunk_size():
@@ -46,7 +50,7 @@ def test_later_batches_use_the_shrunk_size():
     assert sizes == [4, 2, 2, 2] and sum(sizes) == len(tiles)
 
 
-def test_segment_recovers_from_out_of_memory_with_identical_output(make_raster, tmp_path, monkeypatch):
+def test_segment_recovers_from_out_of_memory_with_identical_output(random_image, make_raster, tmp_path, monkeypatch):
     import rasterio
 
     from rsinfer.backends import TorchBackend
@@ -86,7 +90,7 @@ def test_auto_batch_size_on_cpu_is_the_default():
     assert auto_batch_size(lambda b: None, torch.device("cpu"), None, cpu_default=6) == 6
 
 
-def test_bf16_autocast_on_cpu_mostly_agrees_with_fp32(make_raster, tmp_path):
+def test_bf16_autocast_on_cpu_mostly_agrees_with_fp32(random_image, make_raster, tmp_path):
     import rasterio
 
     from rsinfer.pipeline import SegmentOptions, run_segment
@@ -107,7 +111,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.gpu
 @cuda
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
-def test_cuda_segment_matches_cpu(make_raster, tmp_path, precision):
+def test_cuda_segment_matches_cpu(random_image, make_raster, tmp_path, precision):
     import rasterio
 
     from rsinfer.pipeline import SegmentOptions, run_segment
@@ -125,7 +129,7 @@ def test_cuda_segment_matches_cpu(make_raster, tmp_path, precision):
 
 @pytest.mark.gpu
 @cuda
-def test_cuda_auto_batch_size_fits_the_budget(make_raster, tmp_path):
+def test_cuda_auto_batch_size_fits_the_budget(random_image, make_raster, tmp_path):
     from rsinfer.pipeline import SegmentOptions, run_segment
 
     src = make_raster(random_image(600, 600))
@@ -137,7 +141,7 @@ def test_cuda_auto_batch_size_fits_the_budget(make_raster, tmp_path):
 
 @pytest.mark.gpu
 @cuda
-def test_onnxruntime_cuda_provider_matches_torch(make_raster, tmp_path, monkeypatch):
+def test_onnxruntime_cuda_provider_matches_torch(random_image, make_raster, tmp_path, monkeypatch):
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu's CUDA provider is not available")

@@ -7,10 +7,8 @@ import rasterio
 
 from rsinfer.cli.main import main
 
-from conftest import random_image
 
-
-def test_segment_writes_geotiff_and_reports_a_summary(runner, make_raster, tmp_path):
+def test_segment_writes_geotiff_and_reports_a_summary(random_image, runner, make_raster, tmp_path):
     src = make_raster(random_image(300, 400))
     out = tmp_path / "labels.tif"
     res = runner.invoke(main, ["segment", str(src), "-o", str(out), "--device", "cpu", "--tile", "128", "--overlap", "32",
@@ -23,7 +21,7 @@ def test_segment_writes_geotiff_and_reports_a_summary(runner, make_raster, tmp_p
     assert os.path.exists(tmp_path / "labels_probs.tif")
 
 
-def test_segment_quiet_prints_nothing(runner, make_raster, tmp_path):
+def test_segment_quiet_prints_nothing(random_image, runner, make_raster, tmp_path):
     src = make_raster(random_image(64, 64))
     res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.zarr"), "-q"])
     assert res.exit_code == 0 and res.output == ""
@@ -47,7 +45,7 @@ def test_bad_input_is_one_line_with_nonzero_exit(runner, tmp_path, real_data):
     assert not any(p.name.startswith("o.") for p in tmp_path.iterdir())
 
 
-def test_existing_output_is_kept_without_overwrite(runner, make_raster, tmp_path):
+def test_existing_output_is_kept_without_overwrite(random_image, runner, make_raster, tmp_path):
     src = make_raster(random_image(64, 64))
     out = tmp_path / "l.tif"
     out.write_bytes(b"precious")
@@ -75,13 +73,13 @@ def test_models_table(runner):
     assert res.exit_code == 0 and "simple-fcn" in res.output
 
 
-def test_bands_option_is_validated(runner, make_raster, tmp_path):
+def test_bands_option_is_validated(random_image, runner, make_raster, tmp_path):
     src = make_raster(random_image(64, 64))
     res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.tif"), "--bands", "a,b"])
     assert res.exit_code == 2 and "comma-separated" in res.output
 
 
-def test_outputs_record_the_weights_they_were_made_with(runner, make_raster, tmp_path):
+def test_outputs_record_the_weights_they_were_made_with(random_image, runner, make_raster, tmp_path):
     import rasterio
     import zarr
 

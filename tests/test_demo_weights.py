@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from rsinfer.cli.main import main
 from rsinfer.models import DEFAULT_MODEL, create_model, get_config
-from rsinfer.pipeline import SegmentOptions, build_model
+from rsinfer.loading import load_model
 from rsinfer.weights import bundled_weights_dir, default_weights, load_checkpoint, load_manifest, resolve_weights
 
 MANIFEST = bundled_weights_dir() / "manifest.json"
@@ -59,20 +59,21 @@ def test_segment_uses_the_default_weights_without_asking(model):
     assert ENTRIES[name].model == model
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "random weights" warning
-        config, net = build_model(SegmentOptions(input="x", output="y", model=model))
+        loaded = load_model(model)
+    assert loaded.weights == name
     file, _ = resolve_weights(name, MANIFEST)
-    expected = create_model(model, config)
+    expected = create_model(model, loaded.config)
     load_checkpoint(model, expected, file)
     for key, value in expected.state_dict().items():
-        assert value.equal(net.state_dict()[key]), key
+        assert value.equal(loaded.module.state_dict()[key]), key
 
 
 def test_models_without_weights_warn_and_random_is_explicit():
     with pytest.warns(UserWarning, match="no trained weights"):
-        build_model(SegmentOptions(input="x", output="y", model="lanet"))
+        load_model("lanet")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        build_model(SegmentOptions(input="x", output="y", model="lanet-lite", weights="random"))
+        assert load_model("lanet-lite", "random").weights == "random"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from rsinfer.io.reader import TileReader
 from rsinfer.io.source import InputWarning, default_value_scale, inspect_raster
 from rsinfer.tiling import TileGrid
 
-from conftest import random_image
 
 RGB = ("red", "green", "blue")
 
@@ -20,7 +19,7 @@ def test_band_order_follows_colour_interpretation(real_data):
     assert info.has_mask
 
 
-def test_explicit_bands_win_and_are_checked(make_raster):
+def test_explicit_bands_win_and_are_checked(random_image, make_raster):
     path = make_raster(random_image(64, 64, bands=4))
     assert inspect_raster(path, RGB, bands=(4, 1, 2)).bands == (4, 1, 2)
     with pytest.raises(InputError, match="band 5 does not exist"):
@@ -29,20 +28,20 @@ def test_explicit_bands_win_and_are_checked(make_raster):
         inspect_raster(path, RGB, bands=(1, 2))
 
 
-def test_wrong_band_count_is_a_one_line_error_naming_the_file(make_raster):
+def test_wrong_band_count_is_a_one_line_error_naming_the_file(random_image, make_raster):
     path = make_raster(random_image(64, 64, bands=2))
     with pytest.raises(InputError) as err:
         inspect_raster(path, RGB)
     assert str(path) in str(err.value) and "--bands" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_gray_feeds_every_rgb_input_with_a_warning(make_raster):
+def test_gray_feeds_every_rgb_input_with_a_warning(random_image, make_raster):
     path = make_raster(random_image(64, 64, bands=1))
     with pytest.warns(InputWarning, match="single-band"):
         assert inspect_raster(path, RGB).bands == (1, 1, 1)
 
 
-def test_untiled_input_warns(make_raster):
+def test_untiled_input_warns(random_image, make_raster):
     path = make_raster(random_image(2100, 40, bands=3), tiled=False)
     with pytest.warns(InputWarning, match="not internally tiled"):
         assert not inspect_raster(path, RGB).tiled
@@ -62,7 +61,7 @@ def test_value_scale_maps_integer_ranges_to_the_model_range(dtype, scale):
     assert default_value_scale(dtype, 255.0) == pytest.approx(scale)
 
 
-def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(make_raster):
+def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(random_image, make_raster):
     data = random_image(300, 500, bands=3)
     data[:, :, :200] = 0  # nodata on the left
     path = make_raster(data, nodata=0)
@@ -80,7 +79,7 @@ def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(make_raster
             assert (td.valid == (td.data != 0).any(0)).all()
 
 
-def test_float_input_segments_with_its_own_scale(make_raster, tmp_path):
+def test_float_input_segments_with_its_own_scale(random_image, make_raster, tmp_path):
     from rsinfer.pipeline import SegmentOptions, run_segment
 
     data = (random_image(120, 90).astype("float32") / 255.0)

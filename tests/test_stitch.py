@@ -9,8 +9,6 @@ from rsinfer.io.labelmap import NODATA_LABEL
 from rsinfer.stitch import RowBandStitcher
 from rsinfer.tiling import TileGrid
 
-from conftest import random_image
-
 
 @pytest.fixture(scope="module")
 def backend():
@@ -55,7 +53,7 @@ def whole_image(backend, image, valid):
 
 @pytest.mark.parametrize("blend", ["crop", "linear", "gaussian"])
 @pytest.mark.parametrize("shape", [(300, 417), (64, 200), (97, 33)])
-def test_tiled_logits_equal_whole_image_logits(backend, blend, shape):
+def test_tiled_logits_equal_whole_image_logits(random_image, backend, blend, shape):
     image = random_image(*shape, seed=1)
     valid = np.ones(shape, bool)
     tile, overlap = 64, 16  # margins: crop 8, linear/gaussian 4; simple-fcn sees 3 px each side
@@ -67,7 +65,7 @@ def test_tiled_logits_equal_whole_image_logits(backend, blend, shape):
     np.testing.assert_array_equal(labels, ref_labels)
 
 
-def test_without_margin_tiling_differs_so_the_equality_test_can_fail(backend):
+def test_without_margin_tiling_differs_so_the_equality_test_can_fail(random_image, backend):
     image = random_image(200, 200, seed=2)
     valid = np.ones((200, 200), bool)
     _, scores, _ = tiled_scores(backend, image, valid, 64, 2, "crop")  # margin 1 < receptive radius 3
@@ -75,7 +73,7 @@ def test_without_margin_tiling_differs_so_the_equality_test_can_fail(backend):
     assert np.abs(scores - ref).max() > 1e-3
 
 
-def test_tiles_may_arrive_out_of_order_within_the_rows_in_flight(backend):
+def test_tiles_may_arrive_out_of_order_within_the_rows_in_flight(random_image, backend):
     image = random_image(250, 300, seed=3)
     valid = np.ones((250, 300), bool)
 
@@ -93,7 +91,7 @@ def test_tiles_may_arrive_out_of_order_within_the_rows_in_flight(backend):
     np.testing.assert_allclose(sa, sb, atol=1e-6)
 
 
-def test_memory_is_a_band_of_strips_not_the_image(backend):
+def test_memory_is_a_band_of_strips_not_the_image(random_image, backend):
     image = random_image(1000, 120, seed=4)
     valid = np.ones((1000, 120), bool)
     _, _, st = tiled_scores(backend, image, valid, 64, 16, "linear", batch=2)
@@ -102,7 +100,7 @@ def test_memory_is_a_band_of_strips_not_the_image(backend):
     assert st.peak_strips <= 3  # a tile spans two strips; a batch adds at most one more
 
 
-def test_invalid_pixels_are_nodata_and_empty_tiles_are_not_predicted(backend):
+def test_invalid_pixels_are_nodata_and_empty_tiles_are_not_predicted(random_image, backend):
     shape = (200, 200)
     image = random_image(*shape, seed=5)
     valid = np.ones(shape, bool)

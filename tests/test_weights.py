@@ -111,7 +111,7 @@ def test_convert_weights_writes_safetensors_and_a_verified_manifest_entry(runner
 
 
 def test_manifest_config_overrides_the_model_defaults(tmp_path, monkeypatch):
-    from rsinfer.pipeline import SegmentOptions, build_model
+    from rsinfer.loading import load_model
     from rsinfer.weights import WeightEntry, save_manifest_entry, save_safetensors, sha256_of
 
     torch.manual_seed(0)
@@ -123,7 +123,8 @@ def test_manifest_config_overrides_the_model_defaults(tmp_path, monkeypatch):
         name="two", file="two.safetensors", model="simple-fcn", sha256=sha256_of(tmp_path / "two.safetensors"),
         config={"class_names": ["a", "b"], "class_colors": [[0, 0, 0], [9, 9, 9]]}))
     monkeypatch.setenv("RSINFER_WEIGHTS_MANIFEST", str(tmp_path / "manifest.json"))
-    config, model = build_model(SegmentOptions(input="x", output="y", weights="two"))
-    assert config.class_names == ("a", "b") and model.classifier.out_channels == 2
+    loaded = load_model(weights="two")
+    assert loaded.config.class_names == ("a", "b") and loaded.module.classifier.out_channels == 2
+    assert loaded.weights == "two"
     with pytest.raises(ModelError, match="are for model simple-fcn, not lanet"):
-        build_model(SegmentOptions(input="x", output="y", weights="two", model="lanet"))
+        load_model("lanet", "two")

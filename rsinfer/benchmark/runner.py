@@ -35,16 +35,12 @@ def run_worker(spec: dict) -> dict:
 def memory_rows(models: list[str], size: int, patch: int, overlap: int, device: str,
                 on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Patch and global inference of every model; global-local models in patch and global-local mode."""
-    from rsinfer.models import create_model
-    from rsinfer.models.global_local import GlobalLocalModel
+    from rsinfer.models import get_config
 
     check_models(models)
     rows = []
     for name in models:
-        import torch
-
-        with torch.device("meta"):
-            global_local = isinstance(create_model(name), GlobalLocalModel)
+        global_local = get_config(name).is_global_local
         settings = ("patch", "global-local") if global_local else ("patch", "global")
         for setting in settings:
             row = run_worker(dict(kind="memory", model=name, setting=setting, size=size, patch=patch,

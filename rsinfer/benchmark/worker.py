@@ -14,13 +14,7 @@ import time
 import numpy as np
 import torch
 
-from rsinfer.pipeline import peak_rss_mb
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
+from rsinfer.memory import peak_rss_mb, rss_mb
 
 
 class _DeviceMemorySampler:
@@ -73,7 +67,7 @@ def _build(name: str, device: torch.device, tile: int | None = None, mode: str |
         config = config.replace(tile=tile, overlap=min(config.overlap, tile // 4))
     torch.manual_seed(0)
     model = create_model(name, config).to(device)
-    if mode and hasattr(model, "set_mode"):
+    if mode and config.is_global_local:
         model.set_mode(mode)
     return config, model
 
@@ -97,7 +91,7 @@ def memory(spec: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    idle_rss = _rss_mb()
+    idle_rss = rss_mb()
     sampler = _DeviceMemorySampler(device) if device.type == "cuda" else None
     start = time.perf_counter()
 

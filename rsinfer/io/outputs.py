@@ -72,6 +72,10 @@ def atomic_outputs(paths: Sequence[PathLike], overwrite: bool, check: bool = Tru
         for partial in partials:
             remove(partial)
         raise
-    for partial, final in zip(partials, paths):
-        if os.path.lexists(partial):
-            commit(partial, final)
+    try:
+        for partial, final in zip(partials, paths, strict=True):
+            if os.path.lexists(partial):
+                commit(partial, final)
+    finally:  # what a failed rename left behind
+        for partial in partials:
+            remove(partial)

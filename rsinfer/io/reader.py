@@ -7,7 +7,7 @@ Tiles are yielded in grid order.
 
 GDAL decodes whole blocks whatever window is asked for, so tile windows that straddle
 blocks cost no extra decoding as long as the blocks stay in GDAL's block cache: the
-pipeline sizes that cache to a band of tile rows (``pipeline.gdal_cache_mb``), so each
+job sizes that cache to a band of tile rows (:func:`gdal_cache_mb`), so each
 block of the file is decoded once, and reads follow the grid row by row to keep it so.
 
 The valid mask comes from GDAL's dataset mask (nodata, alpha band or internal mask,
@@ -20,7 +20,9 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -29,6 +31,10 @@ from rasterio.errors import RasterioError
 from ..errors import InputError
 from ..tiling import Tile
 from .source import RasterInfo, first_line
+
+
+# schedule(tile, submit): start side reads for a tile with submit(fn, *args) -> Future.
+Schedule = Callable[[Tile, Callable[..., Future[Any]]], None]
 
 
 @dataclass
@@ -90,13 +96,19 @@ class TileReader:
             valid = np.ones(tile.shape, dtype=bool)
         return TileData(tile, data, valid)
 
-    def iter_tiles(self, tiles: Iterable[Tile]) -> Iterator[TileData]:
-        """Yield every tile of ``tiles`` in order, read ahead on the worker threads."""
+    def iter_tiles(self, tiles: Iterable[Tile], schedule: Schedule | None = None) -> Iterator[TileData]:
+        """Yield every tile of ``tiles`` in order, read ahead on the worker threads.
+
+        ``schedule(tile, submit)`` is called as each tile is queued, so a caller can start
+        reads of its own on the same threads (global views of global-local models).
+        """
         pending: deque = deque()
         it = iter(tiles)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="rsinfer-read") as pool:
             try:
                 for tile in it:
+                    if schedule is not None:
+                        schedule(tile, pool.submit)
                     pending.append(pool.submit(self.read, tile))
                     if len(pending) >= self.depth:
                         yield pending.popleft().result()
@@ -113,3 +125,17 @@ class TileReader:
             for ds in self._handles:
                 ds.close()
             self._handles.clear()
+
+
+def gdal_cache_mb(info: RasterInfo, tile_rows: int, prob_bands: int) -> int:
+    """GDAL block cache sized for a band of tile rows (read) and of block rows (write).
+
+    GDAL decodes whole blocks, and tile windows straddle them; a cache holding the blocks
+    under the current tile row (plus one block row) decodes each block once. GDAL's default
+    (5 % of RAM) would instead let the cache, and the process, grow with the raster.
+    """
+    block_h = info.block_shape[0]
+    itemsize = np.dtype(info.dtype).itemsize
+    read = len(set(info.bands)) * itemsize * info.width * (tile_rows + 2 * block_h)
+    write = (1 + prob_bands) * info.width * 2 * 512
+    return int(min(1024, max(64, 2 * (read + write) / 2**20)))

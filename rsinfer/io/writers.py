@@ -1,31 +1,30 @@
 """Writers for the label map: GeoTIFF and zarr behind one small interface.
 
 A writer receives finished rows top to bottom, buffers them into whole chunk rows (so
-every compressed block is written once), writes under a temporary ``*.partial`` name
-and renames onto the target only in :meth:`LabelWriter.commit`. Until then the output
-does not exist under its real name; :meth:`LabelWriter.abort` removes the partial file.
+every compressed block is written once) and, in its ``new`` mode, writes under a temporary
+name (:mod:`rsinfer.io.outputs`) and renames onto the target only in
+:meth:`LabelWriter.commit`. Until then the output does not exist under its real name;
+:meth:`LabelWriter.abort` removes the partial file. In ``update`` mode it writes rows into
+an output that exists (made by :func:`create_output`), in place: that is how a job runs
+only some rows of a raster.
 
 Each writer records which rows are complete (:attr:`LabelWriter.completed_rows`); the
 zarr writer also stores that record in the store, which is what resuming builds on.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..errors import RsinferError
-from .labelmap import NODATA_LABEL, FinishedRows, class_name_tags, colour_table
 from ..tiling import Span
-
-FORMATS = ("GTiff", "zarr")
-
+from .labelmap import NODATA_LABEL, FinishedRows, class_name_tags, colour_table
+from .outputs import check_outputs, commit, partial_path, remove
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -65,40 +64,29 @@ def probs_path(path: str) -> str:
     return str(p.with_name(p.stem + "_probs" + p.suffix))
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
-def _replace(partial: str, final: str) -> None:
-    """Move ``partial`` onto ``final``; a directory target is swapped out first."""
-    if os.path.isdir(final):
-        old = final + ".old-" + str(os.getpid())
-        os.rename(final, old)
-        os.rename(partial, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, final)
+WriteMode = Literal["new", "update", "create"]
 
 
 class LabelWriter(ABC):
-    """Base writer: row buffering, temporary names, completion record."""
+    """Base writer: row buffering, temporary names, completion record.
 
-    def __init__(self, spec: OutputSpec):
+    ``mode``: ``new`` writes a new output under a partial name, renamed by :meth:`commit`;
+    ``update`` writes into the existing output at ``spec.path`` in place (no commit; an
+    abort leaves it); ``create`` makes the empty output at ``spec.path`` (see :func:`create_output`).
+    """
+
+    def __init__(self, spec: OutputSpec, mode: WriteMode = "new"):
         self.spec = spec
+        self.mode = mode
         self.final_paths = self._final_paths()
-        for p in self.final_paths:
-            if os.path.lexists(p) and not spec.overwrite:
-                raise RsinferError(f"{p}: output exists; pass --overwrite to replace it")
-            parent = Path(p).resolve().parent
-            if not parent.is_dir():
-                raise RsinferError(f"{p}: output folder {parent} does not exist")
-        self.partial_paths = [f"{p}.partial-{os.getpid()}" for p in self.final_paths]
+        if mode == "new":
+            check_outputs(self.final_paths, spec.overwrite)
+            self.partial_paths = [partial_path(p) for p in self.final_paths]
+        else:
+            self.partial_paths = list(self.final_paths)
         self.completed_rows: list[Span] = []
         self._pending: list[FinishedRows] = []
-        self._pending_top = 0
+        self._pending_top: int | None = None  # the first row not yet written; set by the first rows
         self._committed = False
 
     def _final_paths(self) -> list[str]:
@@ -110,9 +98,12 @@ class LabelWriter(ABC):
         return self.spec.chunk
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "LabelWriter":
+    def __enter__(self) -> LabelWriter:
         try:
-            self._open()
+            if self.mode == "update":
+                self._open_existing()
+            else:
+                self._open()
         except Exception:
             self.abort()
             raise
@@ -123,34 +114,54 @@ class LabelWriter(ABC):
             self.abort()
 
     def write(self, rows: FinishedRows) -> None:
-        """Take finished rows (top to bottom); write every complete chunk row."""
+        """Take finished rows (top to bottom, starting anywhere); write every complete chunk row."""
+        if self._pending_top is None:
+            self._pending_top = rows.rows.start
         if rows.rows.start != self._pending_top + sum(r.rows.size for r in self._pending):
             raise RuntimeError("rows must arrive top to bottom without gaps")
         self._pending.append(rows)
         self._drain(final=rows.rows.stop >= self.spec.height)
 
+    def flush(self) -> None:
+        """Write the rows still buffered (the end of a job that stops above the last row)."""
+        self._drain(final=True)
+
     def commit(self) -> None:
         """Finish the file (overviews, metadata) and move it onto its real name."""
+        if self.mode != "new":
+            raise RuntimeError(f"a writer in {self.mode} mode has nothing to commit")
         self._drain(final=True)
-        if not self.completed_rows or self.completed_rows[-1].stop != self.spec.height:
+        if self.completed_rows != [Span(0, self.spec.height)]:
             raise RuntimeError("commit before every row was written")
         self._finish()
         for partial, final in zip(self.partial_paths, self.final_paths):
-            _replace(partial, final)
+            commit(partial, final)
         self._committed = True
 
     def abort(self) -> None:
+        """Close; in ``new`` mode also remove the partial files (an update leaves its output)."""
         try:
             self._close()
         finally:
-            for p in self.partial_paths:
-                _remove(p)
+            if self.mode == "new":
+                for p in self.partial_paths:
+                    remove(p)
+
+    def close(self) -> None:
+        """Close an ``update`` or ``create`` writer, keeping what it wrote."""
+        self._close()
+        self._committed = True
 
     def _drain(self, final: bool) -> None:
         chunk = self.chunk_rows
         have = sum(r.rows.size for r in self._pending)
-        while have and (have >= chunk or final):
-            take = min(chunk, have)
+        while have:
+            assert self._pending_top is not None
+            # Up to the next chunk-row boundary, so blocks stay aligned when a job starts mid-chunk.
+            to_boundary = chunk - self._pending_top % chunk
+            take = min(to_boundary, have)
+            if take < to_boundary and not final:
+                break  # an incomplete chunk row: wait for more rows
             block = self._take_rows(take)
             self._write_block(block)
             self._mark_complete(block.rows)
@@ -175,15 +186,13 @@ class LabelWriter(ABC):
                 probs.append(part.scores)
             got += part.rows.size
         top = self._pending_top
-        self._pending_top += n
+        assert top is not None
+        self._pending_top = top + n
         return FinishedRows(Span(top, top + n), np.concatenate(labels, 0),
                             np.concatenate(probs, 1) if probs else None)
 
     def _mark_complete(self, rows: Span) -> None:
-        if self.completed_rows and self.completed_rows[-1].stop == rows.start:
-            self.completed_rows[-1] = Span(self.completed_rows[-1].start, rows.stop)
-        else:
-            self.completed_rows.append(rows)
+        self.completed_rows = merge_spans([*self.completed_rows, rows])
         self._record_progress()
 
     def _record_progress(self) -> None:
@@ -194,6 +203,9 @@ class LabelWriter(ABC):
     def _open(self) -> None: ...
 
     @abstractmethod
+    def _open_existing(self) -> None: ...
+
+    @abstractmethod
     def _write_block(self, block: FinishedRows) -> None: ...
 
     @abstractmethod
@@ -201,6 +213,17 @@ class LabelWriter(ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+
+def merge_spans(spans: list[Span]) -> list[Span]:
+    """Sorted, with touching or overlapping spans joined."""
+    out: list[Span] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if out and span.start <= out[-1].stop:
+            out[-1] = Span(out[-1].start, max(out[-1].stop, span.stop))
+        else:
+            out.append(span)
+    return out
 
 
 def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
@@ -239,6 +262,12 @@ class GeoTiffWriter(LabelWriter):
         self._probs = None
         if s.with_probs:
             self._probs = rasterio.open(self.partial_paths[1], "w", **self._profile(len(s.class_names)))
+
+    def _open_existing(self) -> None:
+        import rasterio
+
+        self._labels = rasterio.open(self.partial_paths[0], "r+")
+        self._probs = rasterio.open(self.partial_paths[1], "r+") if self.spec.with_probs else None
 
     def _write_block(self, block: FinishedRows) -> None:
         from rasterio.windows import Window
@@ -312,6 +341,15 @@ class ZarrWriter(LabelWriter):
                                               "complete": False,
                                               "chunk_rows": s.chunk, "completed_rows": []}})
 
+    def _open_existing(self) -> None:
+        import zarr
+
+        self._group = zarr.open_group(self.partial_paths[0], mode="r+", zarr_format=3)
+        self._labels = self._group["labels"]
+        self._probs = self._group["probs"] if self.spec.with_probs else None
+        done = self._group.attrs["rsinfer"].get("completed_rows", [])
+        self.completed_rows = merge_spans([Span(a, b) for a, b in done])
+
     def _write_georeferencing(self) -> None:
         s, g, t = self.spec, self._group, self.spec.transform
         ref = g.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0)
@@ -350,8 +388,17 @@ class ZarrWriter(LabelWriter):
             zarr.consolidate_metadata(self.partial_paths[0])
 
     def _close(self) -> None:
-        self._group = getattr(self, "_group", None)
+        """Nothing to close: zarr writes every chunk and attribute as it is set."""
 
 
-def open_writer(spec: OutputSpec) -> LabelWriter:
-    return {"GTiff": GeoTiffWriter, "zarr": ZarrWriter}[spec.format](spec)
+def open_writer(spec: OutputSpec, mode: WriteMode = "new") -> LabelWriter:
+    """The writer for ``spec``'s format (see :class:`LabelWriter` for the modes)."""
+    writer_class: type[LabelWriter] = {"GTiff": GeoTiffWriter, "zarr": ZarrWriter}[spec.format]
+    return writer_class(spec, mode)
+
+
+def create_output(spec: OutputSpec) -> None:
+    """Make the output at ``spec.path`` with no row written yet, for jobs that fill it in parts
+    (:func:`open_writer` with ``mode="update"``)."""
+    with open_writer(spec, "create") as writer:
+        writer.close()
