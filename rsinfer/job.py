@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import rasterio
 import torch
@@ -28,9 +28,8 @@ from .io.reader import TileReader, gdal_cache_mb
 from .io.source import RasterInfo
 from .predictors import Predictor
 from .stitch import RowBandStitcher
-from .tiling import Span, TileGrid
+from .tiling import Blend, Span, TileGrid
 
-Blend = Literal["crop", "linear", "gaussian"]
 # progress(tiles_done, tiles_total, pixels_done)
 ProgressFn = Callable[[int, int, int], None]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,21 +17,19 @@ import rasterio
 from .backends import resolve_device
 from .backends.base import Backend
 from .backends.factory import BACKENDS, BackendName, backend_label, make_backend
-from .backends.torch_backend import PRECISIONS
+from .backends.torch_backend import PRECISIONS, Precision
 from .batching import Batch, BatchSize, auto_batch_size, parse_memory
 from .errors import ModelError
 from .io.reader import TileData, gdal_cache_mb
 from .io.source import inspect_raster
 from .io.writers import OutputSpec, open_writer
-from .job import Blend, JobStats, ProgressFn, SegmentJob, run_job
+from .job import JobStats, ProgressFn, SegmentJob, run_job
 from .loading import MODES, load_model
 from .memory import peak_rss_mb
 from .predictors import Predictor, make_predictor
-from .tiling import TileGrid
+from .tiling import BLENDS, Blend, TileGrid
 
-Precision = Literal["fp32", "fp16", "bf16"]
 Mode = Literal["global-local", "global", "patch"]
-BLENDS: tuple[Blend, ...] = typing.get_args(Blend)
 
 
 @dataclass

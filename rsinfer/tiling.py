@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 from rasterio.windows import Window
 
-BLENDS = ("crop", "linear", "gaussian")
+# How overlapping tiles merge: keep each tile's core, or weight the overlap.
+Blend = Literal["crop", "linear", "gaussian"]
+BLENDS: tuple[Blend, ...] = get_args(Blend)
 
 
 @dataclass(frozen=True)

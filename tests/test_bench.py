@@ -59,3 +59,14 @@ def test_bench_speed_puts_the_papers_rows_beside_ours():
 def test_bench_names_an_unknown_model(runner):
     res = runner.invoke(main, ["bench", "memory", "--models", "nope", "--size", "64", "--patch", "32"])
     assert res.exit_code == 1 and "unknown model" in res.output
+
+
+@pytest.mark.parametrize("command", [["memory", "--models", "simple-fcn"], ["speed", "--models", "simple-fcn"]])
+def test_bench_refuses_existing_report_files_before_measuring(runner, tmp_path, command):
+    from rsinfer.cli.main import main
+
+    existing = tmp_path / "rows.json"
+    existing.write_text("{}")
+    res = runner.invoke(main, ["bench", *command, "--json", str(existing)])
+    assert res.exit_code == 1 and "output exists; pass --overwrite" in res.output
+    assert existing.read_text() == "{}"

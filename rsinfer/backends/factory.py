@@ -10,7 +10,7 @@ import torch
 from ..loading import LoadedModel
 from .base import Backend
 from .onnx_backend import OnnxBackend
-from .torch_backend import TorchBackend
+from .torch_backend import Precision, TorchBackend
 
 BackendName = Literal["torch", "onnx"]
 BACKENDS: tuple[BackendName, ...] = ("torch", "onnx")
@@ -21,7 +21,7 @@ def make_backend(
     name: BackendName,
     device: torch.device,
     value_scale: float,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     onnx_path: str | None = None,
     mode: str | None = None,
 ) -> Backend:

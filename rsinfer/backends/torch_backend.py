@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Literal
 
 import numpy as np
 import torch
@@ -9,18 +10,17 @@ import torch.nn as nn
 
 from rsinfer.models import ModelConfig
 
-from ..errors import RsinferError
 from .base import Backend
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+Precision = Literal["fp32", "fp16", "bf16"]
+# Autocast dtypes; fp32 runs without autocast.
+PRECISIONS: dict[Precision, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchBackend(Backend):
     def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device, value_scale: float = 1.0,
-                 activation: str = "softmax", precision: str = "fp32"):
+                 activation: str = "softmax", precision: Precision = "fp32"):
         super().__init__(config, device, value_scale, activation)
-        if precision not in PRECISIONS:
-            raise RsinferError(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
         self.precision = precision
         self.model = model.to(device).eval()
         # NHWC lets cuDNN pick tensor-core kernels for convolutions; on CPU it only costs copies.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
+from ..io.outputs import atomic_outputs
 from .paper import MEMORY_TABLE_SOURCE, PAPER_GLOBAL_LOCAL, PAPER_MEMORY, PAPER_SPEED
 
 
@@ -57,9 +57,8 @@ SPEED_COLUMNS = ("model", "size", "backend", "precision", "batch", "params_m", "
 
 
 def _write(path: str, text: str) -> None:
-    partial = f"{path}.partial-{os.getpid()}"
-    Path(partial).write_text(text)
-    os.replace(partial, path)
+    with atomic_outputs([path], overwrite=True, check=False) as (partial,):
+        Path(partial).write_text(text)
 
 
 def to_markdown(lines: list[dict], columns: tuple[str, ...]) -> str:
@@ -112,7 +111,6 @@ def memory_chart(lines: list[dict], path: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
-    partial = f"{path}.partial-{os.getpid()}.png"
-    fig.savefig(partial, dpi=110)
+    with atomic_outputs([path], overwrite=True, check=False) as (partial,):
+        fig.savefig(partial, dpi=110, format="png")
     plt.close(fig)
-    os.replace(partial, path)

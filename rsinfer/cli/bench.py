@@ -5,6 +5,8 @@ import platform
 
 import click
 
+from rsinfer.cli import options
+
 
 def _machine(device: str) -> str:
     import os
@@ -42,7 +44,14 @@ output_opts = [
 def with_outputs(f):
     for opt in reversed(output_opts):
         f = opt(f)
-    return f
+    return options.overwrite_opt(f)
+
+
+def _check_outputs(overwrite: bool, *paths: str | None) -> None:
+    """Refuse existing report files before minutes of measuring, not after."""
+    from rsinfer.io.outputs import check_outputs
+
+    check_outputs([p for p in paths if p], overwrite)
 
 
 @click.group(short_help="Benchmark memory (patch vs global) and speed.")
@@ -58,7 +67,7 @@ def bench():
 @click.option("--device", default="auto", show_default=True)
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write a bar chart.")
 @with_outputs
-def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, md_path):
+def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, md_path, overwrite):
     """Peak memory of each model with batch 1 and no gradients, each configuration in its own
     process: patch inference (the image cut into patches) and global inference (the whole image
     at once); GLNet/GLCANet in patch and global-local mode. On CUDA: device-level used memory
@@ -68,6 +77,7 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
 
     from rsinfer.benchmark import report, runner
 
+    _check_outputs(overwrite, png_path, json_path, csv_path, md_path)
     device = _device(device)
     names = _models(models, runner.TABLE_MODELS + runner.OUR_MODELS)
     console = Console(stderr=True)
@@ -98,7 +108,7 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @with_outputs
-def speed(models, sizes, backends, precisions, batches, runs, warmup, device, json_path, csv_path, md_path):
+def speed(models, sizes, backends, precisions, batches, runs, warmup, device, json_path, csv_path, md_path, overwrite):
     """Latency p50/p95, FPS and Mpx/s with warm-up runs excluded (CUDA timed with events), with
     parameters and GFLOPs (torch's FLOP counter, 2 per multiply-add) and the papers' rows beside."""
     import tempfile
@@ -108,6 +118,7 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
 
     from rsinfer.benchmark import report, runner
 
+    _check_outputs(overwrite, json_path, csv_path, md_path)
     device = _device(device)
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory() as work:

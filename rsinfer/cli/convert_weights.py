@@ -21,6 +21,7 @@ def convert_weights(input, output, model, name, manifest, source, license_, desc
     """Read INPUT safely (authors' layouts included), check it loads strictly into MODEL,
     write OUTPUT as safetensors and record it (sha256, source, license) in a manifest."""
     from rsinfer.errors import RsinferError
+    from rsinfer.io.outputs import atomic_outputs, check_outputs
     from rsinfer.models import create_model, get_config
     from rsinfer.weights import (WeightEntry, adapt_state_dict, load_into, read_checkpoint, save_manifest_entry,
                                  save_safetensors, sha256_of)
@@ -28,8 +29,7 @@ def convert_weights(input, output, model, name, manifest, source, license_, desc
     out = Path(output)
     if out.suffix != ".safetensors":
         raise RsinferError(f"{out}: the output must be a .safetensors file")
-    if out.exists() and not overwrite:
-        raise RsinferError(f"{out}: output exists; pass --overwrite to replace it")
+    check_outputs([out], overwrite)
     try:
         config = get_config(model)
     except KeyError as err:
@@ -37,9 +37,8 @@ def convert_weights(input, output, model, name, manifest, source, license_, desc
     net = create_model(model, config)
     state = adapt_state_dict(model, net, read_checkpoint(input))
     load_into(net, state, input)  # refuses anything that does not fit, before writing
-    partial = out.with_name(out.name + ".partial")
-    save_safetensors(net.state_dict(), partial, metadata={"model": model, "source": source})
-    partial.replace(out)
+    with atomic_outputs([out], overwrite, check=False) as (partial,):
+        save_safetensors(net.state_dict(), partial, metadata={"model": model, "source": source})
     manifest_path = Path(manifest) if manifest else out.parent / "manifest.json"
     try:
         file = str(out.resolve().relative_to(manifest_path.resolve().parent))

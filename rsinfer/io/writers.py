@@ -211,8 +211,8 @@ class LabelWriter(ABC):
     @abstractmethod
     def _finish(self) -> None: ...
 
-    @abstractmethod
-    def _close(self) -> None: ...
+    def _close(self) -> None:
+        """Close open datasets (formats that hold any)."""
 
 
 def merge_spans(spans: list[Span]) -> list[Span]:
@@ -387,8 +387,6 @@ class ZarrWriter(LabelWriter):
             warnings.simplefilter("ignore", UserWarning)
             zarr.consolidate_metadata(self.partial_paths[0])
 
-    def _close(self) -> None:
-        """Nothing to close: zarr writes every chunk and attribute as it is set."""
 
 
 def open_writer(spec: OutputSpec, mode: WriteMode = "new") -> LabelWriter:

@@ -1,0 +1,65 @@
+"""rsinfer.pipeline: options checked once; a failed or interrupted run leaves no output and no partial file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from rsinfer.errors import ModelError
+from rsinfer.io.writers import GeoTiffWriter
+from rsinfer.pipeline import SegmentOptions, run_segment
+
+
+def options(src, out, **kw) -> SegmentOptions:
+    base = dict(input=str(src), output=str(out), model="simple-fcn", weights="random", tile=64, overlap=16,
+                device="cpu", batch_size=2)
+    base.update(kw)
+    return SegmentOptions(**base)
+
+
+@pytest.mark.parametrize("field,value", [("blend", "median"), ("backend", "tensorrt"), ("precision", "int8"),
+                                         ("mode", "local"), ("batch_size", 0), ("batch_size", "max")])
+def test_options_are_checked_when_made(tmp_path, field, value):
+    with pytest.raises(ModelError, match=field.replace("_", " ")):
+        options(tmp_path / "in.tif", tmp_path / "out.tif", **{field: value})
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+
+
+def test_an_interrupted_run_removes_its_partial_and_writes_nothing(make_raster, random_image, tmp_path):
+    src = make_raster(random_image(400, 300))
+    out = tmp_path / "labels.tif"
+
+    def interrupt(done, total, pixels):
+        if done >= total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_segment(options(src, out, probs=True), progress=interrupt)
+    assert not out.exists() and not (tmp_path / "labels_probs.tif").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_write_keeps_an_earlier_output_intact(make_raster, random_image, tmp_path, monkeypatch):
+    src = make_raster(random_image(1100, 200))  # three 512-row blocks
+    out = tmp_path / "labels.tif"
+    run_segment(options(src, out))
+    before = out.read_bytes()
+    calls = []
+
+    def fail_on_second_block(self, block):
+        calls.append(block.rows)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, block)
+
+    real = GeoTiffWriter._write_block
+    monkeypatch.setattr(GeoTiffWriter, "_write_block", fail_on_second_block)
+    with pytest.raises(OSError, match="No space left"):
+        run_segment(options(src, out, overwrite=True))
+    assert out.read_bytes() == before and leftovers(tmp_path) == []
+    with rasterio.open(out) as ds:
+        assert ds.read(1).shape == (1100, 200) and np.isin(ds.read(1), range(6)).all()
