@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from rsinfer.models import create_model, get_config
+from rsinfer.weights import load_checkpoint
 from rsinfer.models.ammunet import (
     AMMUNet,
     AttentionBlock,
@@ -394,3 +395,14 @@ def test_exports_to_onnx_with_dynamic_size(tmp_path):
         got = session.run(None, {"x": x.numpy()})[0]
         torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_ammunet_mmseg_checkpoint_loads_strictly_after_mapping(tmp_path):
+    authors = authors_state_dict()
+    assert any(k.startswith("auxiliary_head.") for k in authors) and any(".p0." in k for k in authors)
+    torch.save({"meta": {"mmseg_version": "1.x"}, "state_dict": authors}, tmp_path / "ammunet_iter_80000.pth")
+    model = create_model("ammunet")
+    load_checkpoint("ammunet", model, tmp_path / "ammunet_iter_80000.pth")
+    own = model.state_dict()
+    assert torch.equal(own["backbone.stem.0.weight"], authors["backbone.stem.0.weight"])
+    assert torch.equal(own["decoder.conv_seg.weight"], authors["decode_head.conv_seg.weight"])

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rsinfer.models import create_model, get_config, list_models
+from rsinfer.weights import load_checkpoint
 from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
 from rsinfer.models.lanet import (
     LANET, POTSDAM_BANDS, POTSDAM_MEAN, POTSDAM_STD, AttentionEmbedding, LANet,
@@ -280,3 +281,18 @@ def test_exportable_adaptive_pool_equals_torchs(h, w, oh, ow):
 
     x = torch.randn(2, 3, h, w)
     torch.testing.assert_close(adaptive_avg_pool2d(x, (oh, ow)), F.adaptive_avg_pool2d(x, (oh, ow)), atol=1e-5, rtol=1e-5)
+
+
+def test_lanet_raw_state_dict_with_module_prefix_loads(tmp_path):
+    from rsinfer.models import get_config
+    from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
+    from rsinfer.models.lanet import POTSDAM_BANDS, POTSDAM_MEAN, POTSDAM_STD
+
+    authors = {"module." + k: v for k, v in random_author_state_dict(5, 7).items()}
+    torch.save(authors, tmp_path / "LANet.pth")
+    config = get_config("lanet").replace(in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD,
+                                         class_names=("invalid",) + ISPRS_CLASSES,
+                                         class_colors=((0, 0, 0),) + ISPRS_COLORS)
+    model = create_model("lanet", config)
+    load_checkpoint("lanet", model, tmp_path / "LANet.pth")
+    assert torch.equal(model.state_dict()["head.0.weight"], authors["module.FCN.head.0.weight"])

@@ -10,9 +10,6 @@ from rsinfer.errors import ModelError
 from rsinfer.models import create_model
 from rsinfer.weights import load_checkpoint, read_checkpoint, resolve_weights
 
-from test_ammunet import authors_state_dict as ammunet_authors_state_dict
-from test_lanet import random_author_state_dict as lanet_authors_state_dict
-
 
 def simple_state(seed=0):
     torch.manual_seed(seed)
@@ -46,32 +43,6 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="cannot load checkpoint safely"):
         read_checkpoint(tmp_path / "evil.pth")
     assert not (tmp_path / "pwned").exists()
-
-
-def test_ammunet_mmseg_checkpoint_loads_strictly_after_mapping(tmp_path):
-    authors = ammunet_authors_state_dict()
-    assert any(k.startswith("auxiliary_head.") for k in authors) and any(".p0." in k for k in authors)
-    torch.save({"meta": {"mmseg_version": "1.x"}, "state_dict": authors}, tmp_path / "ammunet_iter_80000.pth")
-    model = create_model("ammunet")
-    load_checkpoint("ammunet", model, tmp_path / "ammunet_iter_80000.pth")
-    own = model.state_dict()
-    assert torch.equal(own["backbone.stem.0.weight"], authors["backbone.stem.0.weight"])
-    assert torch.equal(own["decoder.conv_seg.weight"], authors["decode_head.conv_seg.weight"])
-
-
-def test_lanet_raw_state_dict_with_module_prefix_loads(tmp_path):
-    from rsinfer.models import get_config
-    from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
-    from rsinfer.models.lanet import POTSDAM_BANDS, POTSDAM_MEAN, POTSDAM_STD
-
-    authors = {"module." + k: v for k, v in lanet_authors_state_dict(5, 7).items()}
-    torch.save(authors, tmp_path / "LANet.pth")
-    config = get_config("lanet").replace(in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD,
-                                         class_names=("invalid",) + ISPRS_CLASSES,
-                                         class_colors=((0, 0, 0),) + ISPRS_COLORS)
-    model = create_model("lanet", config)
-    load_checkpoint("lanet", model, tmp_path / "LANet.pth")
-    assert torch.equal(model.state_dict()["head.0.weight"], authors["module.FCN.head.0.weight"])
 
 
 def test_a_checkpoint_that_does_not_fit_lists_missing_unexpected_and_shapes(tmp_path):

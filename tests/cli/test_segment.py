@@ -1,4 +1,4 @@
-"""The command line, through click's CliRunner."""
+"""rsinfer segment through click's CliRunner: outputs, summary, errors, overwrite policy."""
 import json
 import os
 
@@ -52,25 +52,6 @@ def test_existing_output_is_kept_without_overwrite(random_image, runner, make_ra
     res = runner.invoke(main, ["segment", str(src), "-o", str(out), "-q"])
     assert res.exit_code == 1 and "--overwrite" in res.output
     assert out.read_bytes() == b"precious"
-
-
-def test_models_lists_every_registered_model_as_json(runner):
-    from rsinfer.models import list_models
-
-    res = runner.invoke(main, ["models", "--json"])
-    assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
-    assert [r["name"] for r in rows] == list_models()
-    simple = next(r for r in rows if r["name"] == "simple-fcn")
-    assert simple["tile"] == 256 and simple["classes"] == 6 and simple["params_m"] > 0 and simple["gflops"] > 0
-    assert simple["weights"] is None  # random weights
-    lite = next(r for r in rows if r["name"] == "lanet-lite")
-    assert lite["weights"] == "lanet-lite.synthetic"
-
-
-def test_models_table(runner):
-    res = runner.invoke(main, ["models", "--no-flops"])
-    assert res.exit_code == 0 and "simple-fcn" in res.output
 
 
 def test_bands_option_is_validated(random_image, runner, make_raster, tmp_path):

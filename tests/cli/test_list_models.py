@@ -1,0 +1,23 @@
+"""rsinfer models: every registered model, as a table or JSON."""
+import json
+
+from rsinfer.cli.main import main
+
+
+def test_models_lists_every_registered_model_as_json(runner):
+    from rsinfer.models import list_models
+
+    res = runner.invoke(main, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["name"] for r in rows] == list_models()
+    simple = next(r for r in rows if r["name"] == "simple-fcn")
+    assert simple["tile"] == 256 and simple["classes"] == 6 and simple["params_m"] > 0 and simple["gflops"] > 0
+    assert simple["weights"] is None  # random weights
+    lite = next(r for r in rows if r["name"] == "lanet-lite")
+    assert lite["weights"] == "lanet-lite.synthetic"
+
+
+def test_models_table(runner):
+    res = runner.invoke(main, ["models", "--no-flops"])
+    assert res.exit_code == 0 and "simple-fcn" in res.output
