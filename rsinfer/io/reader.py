@@ -100,15 +100,22 @@ class TileReader:
         """Yield every tile of ``tiles`` in order, read ahead on the worker threads.
 
         ``schedule(tile, submit)`` is called as each tile is queued, so a caller can start
-        reads of its own on the same threads (global views of global-local models).
+        reads of its own on the same threads (global views of global-local models). Those
+        run under the caller's GDAL configuration: ``rasterio.Env`` holds per thread, and a
+        decimated read of a mask gives other values inside an Env than outside one.
         """
         pending: deque = deque()
         it = iter(tiles)
+        env = rasterio.env.getenv() if rasterio.env.hasenv() else None
         with ThreadPoolExecutor(self.workers, thread_name_prefix="rsinfer-read") as pool:
+
+            def submit_in_env(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+                return pool.submit(_in_env, env, fn, *args)
+
             try:
                 for tile in it:
                     if schedule is not None:
-                        schedule(tile, pool.submit)
+                        schedule(tile, submit_in_env)
                     pending.append(pool.submit(self.read, tile))
                     if len(pending) >= self.depth:
                         yield pending.popleft().result()
@@ -125,6 +132,13 @@ class TileReader:
             for ds in self._handles:
                 ds.close()
             self._handles.clear()
+
+
+def _in_env(env: dict | None, fn: Callable[..., Any], *args: Any) -> Any:
+    if env is None:
+        return fn(*args)
+    with rasterio.Env(**env):
+        return fn(*args)
 
 
 def gdal_cache_mb(info: RasterInfo, tile_rows: int, prob_bands: int) -> int:
