@@ -1,101 +1,26 @@
 """AMMUNet: multi-scale attention map merging (Yang & Zheng, IEEE GRSL 2024, arXiv 2404.13408).
 
-Written from the paper and from reading the authors' mmseg plug-in (interpretty/AMMUNet:
-``mmseg/models/decode_heads/ammunet_head.py``, ``mmseg/models/backbone/ammm_gmsa.py``,
-``configs/_base_/models/ammunet_r50-d8.py``). No code is taken from it; the structure and
-numerics follow it so that the authors' mmseg checkpoint maps one-to-one onto this module
-(:func:`ammunet_key_map`) and gives the same logits.
+Encoder: mmseg-layout ResNetV1c-50 (deep 3×3 stem; dilations (1, 1, 2, 4) but strides
+kept, so c2..c5 are 256/512/1024/2048 ch at 1/4..1/32). Decoder, 256 ch and 8 heads:
+``pre_conv`` on c5 → ``b4`` global MSA at 1/32 → ``p3`` fuse c4 → ``b3`` GMSA at 1/16 →
+``p2`` fuse c3 → ``b2`` GMSA at 1/8 → ``p1`` fuse c2 → 1×1 ``conv_seg`` at 1/4 → bilinear to
+the input. A fusion concatenates the ×2-upsampled map with the 1×1-projected skip, then
+3×3 conv-BN-ReLU; a block is pre-LN attention + FFN without window shift.
 
-Architecture
-------------
-* **Encoder** (config): mmseg ``ResNetV1c``-50, deep 3×3 stem, strides (1, 2, 2, 2),
-  dilations (1, 1, 2, 4), ``contract_dilation=True``. The strides keep output stride 32
-  despite "d8" in the config name, so c2..c5 are 256/512/1024/2048 channels at 1/4..1/32;
-  the dilations only widen the 3×3 convs of stages 3-4.
-* **Decoder** (code; the paper's Fig. 1a): 256 channels, 8 heads of 32.
-  ``pre_conv`` (1×1 + BN + ReLU on c5) → ``b4`` global MSA at 1/32 → ``p3`` fusion with c4
-  → ``b3`` GMSA at 1/16 → ``p2`` fusion with c3 → ``b2`` GMSA at 1/8 → ``p1`` fusion with
-  c2 → Dropout2d(0.1) + 1×1 ``conv_seg`` at 1/4 → bilinear resize to the input
-  (``align_corners=False``, as mmseg does for ``mode='whole'``). No attention at 1/4.
-* **Fusion** ``p*`` (code; differs from UNetFormer's weighted sum): bilinear ×2 on the
-  decoder map, 1×1 conv *with bias* on the skip, **concat**, 3×3 conv + BN + ReLU. The
-  authors' learnable ``weights`` pair is unused in their forward, so we drop it.
-* **Blocks** (code): pre-LN transformer block without window shift: LN → attention →
-  residual; LN → FFN (256→1024, GELU, →256) → residual. qkv has a bias; q is scaled by
-  head_dim^-0.5 before ``q·kᵀ``.
+Attention windows are 16 tokens a side at 1/32 and double per level (32, 64), so a level-0
+token owns a 2×2 group at 1/16 and a 4×4 block at 1/8. Level 0 attends over its whole
+window; deeper levels attend only inside 2×2 groups (softmax divided by the number of
+groups) and add each coarser level's map, diagonal masked, applied to V averaged over the
+coarser token's descendants (AMMM). :class:`MergedAttention` puts tokens in "hierarchical
+order" so that every level's groups are contiguous runs.
 
-Attention hierarchy (paper eqs. 1-3, 7, 8; exact behaviour from the code)
-------------------------------------------------------------------------
-Window sides double per level: ``base_window`` 16 at 1/32 (level 0), 32 at 1/16, 64 at
-1/8, so one level-0 token owns a 2×2 group at level 1 and a 4×4 block at level 2.
+Input (B, bands, H, W), H and W multiples of 32 (the pipeline pads); output logits
+(B, classes, H, W). At a 512 tile the attention is global over the tile; larger tiles
+split into 512-px windows, and sides off a multiple of 512 are padded to whole windows
+with unmasked zero tokens, as in the authors' code. The authors' mmseg checkpoint loads through :func:`ammunet_key_map`.
+30,430,718 parameters, 108.63 GFLOPs at 512² (FlopCounterMode).
 
-* Level 0, global MSA (eqs. 1-2): ``A0 = softmax(q·kᵀ + RPB16)`` over the 16×16 window with
-  a Swin relative position bias (table 31²×8). The map handed down is ``A0`` with its
-  diagonal zeroed: the fixed identity mask ``E`` of eq. 7 keeps ``(1 - E)·AM_{i-1}``.
-* Level k ≥ 1, GMSA (eq. 3): attention only inside 2×2 granular windows with one 3×3-entry
-  bias table per level (``pb3``/``pb2`` are *separate* 9×8 tables, each shared by all 2×2
-  groups of its level). Each group's softmax is divided by the number of groups
-  ``G = (window/2)²`` (256 at 1/16, 1024 at 1/8): a code fact the paper does not state.
-* AMMM (eq. 7): a token's output is its group's fine attention applied to V, plus each
-  deeper masked map applied to V averaged over that deeper token's descendants (the
-  "upsampling" of the deeper map: entry ``M[a, a'] / 4^(k-i)`` for every pair of
-  descendants). The masks make the parts disjoint: level-0 terms cover token pairs with
-  different level-0 ancestors, level-i terms pairs in the same level-i 2×2 group but with
-  different level-i ancestors, the fine term pairs in the same finest group. The merged
-  matrix is not row-stochastic (a level-1 row sums to ``1 - A0[a, a] + 1/G``).
-* Dimension correspondence (eq. 8): inside a window, level-k tokens are put in
-  "hierarchical order" (level-0 token in raster order, then one 2×2 quadrant index per
-  finer level) with a gather built at init, so the groups of every level are contiguous
-  runs; the result is gathered back to raster order before ``proj``.
-  ``tests/test_ammunet.py`` checks the whole scheme against a dense N×N matrix built
-  directly from these rules in raster coordinates.
-
-Tile size (decision)
---------------------
-Input sides must be multiples of 32 (the fusion concat needs exact 2× steps); the pipeline
-pads to ``size_multiple=32``. Every level then has the same window grid
-``ceil(side/512)`` per axis, which the hand-down of maps needs. At 512 the attention is
-exactly global over the tile; at 1024 each level has 2×2 = 4 independent windows (each
-covering the same 512-px quadrant at every level), so attention is global per 512-px
-quadrant, not per tile. At sides that are not multiples of 512 each level's token grid is
-padded to whole windows with zero tokens *after* the LayerNorm, and, as in the authors'
-code, those tokens are not masked: their keys and values (the qkv bias) take part in the
-softmaxes and in the V averages, then their outputs are cropped. We reproduce this
-exactly rather than masking, so logits match the authors' code at every size; the
-checkpoint was trained on 512² crops, so we keep tile 512 (and recommend multiples of 512).
-
-Checked here
-------------
-We ran the authors' head on CPU, with small stand-ins for the mmcv/mmengine building blocks
-and ``'cuda:0'`` replaced. Loaded through :func:`ammunet_key_map` with random weights, ours
-gives the same 1/4 logits at 512², 1024², 640² and 576² (the last two have zero-padded
-windows). The largest difference is 1.8e-7 in float32 and 5e-16 in float64, on logits of
-about 0.75. That stub harness holds their code, so it is not part of the tests. Their
-``mask_diag`` is created on ``'cuda:0'``; ours is a buffer, so the module is
-device-agnostic. There is no data-dependent Python control flow and the index buffers are
-built at init. The legacy ONNX exporter with dynamic H/W matches eager in onnxruntime
-(tested).
-
-Size and cost (measured, 3×512×512 in, 6 classes)
---------------------------------------------------
-* Parameters: **30,430,718** (30.43 M; backbone 23.53 M, decoder 6.90 M). The authors'
-  mmseg model also stores modules it never calls: ``p0`` (a WF on the RGB input, 1.18 M),
-  ``fr`` (FeatureRefinementHead, 0.15 M) and ``p*.weights`` (6), giving 31.76 M, plus
-  the training-only FCN auxiliary head (2.36 M), 34.12 M in all. Table III reports
-  **32.35 M**. Adding a 3×3 256→256 ConvBNReLU (0.59 M) to the 31.76 M gives exactly
-  32.35 M (32,347,926). Their file has a commented-out ``segmentation_head`` (ConvModule
-  256→256 + Dropout2d + 1×1, UNetFormer's 3×3 head), so Table III most likely counted
-  an earlier code state that had this head and no auxiliary head. That is our reading;
-  the paper doesn't say.
-* Compute (``torch.utils.flop_counter.FlopCounterMode``, which counts only convolutions
-  and matmuls, 2 FLOPs per multiply-add): **108.63 GFLOPs = 54.32 GMACs** (convolutions
-  50.01, linear layers 4.23, attention matmuls 0.08 GMACs). Backbone 22.61 GMACs; ``p1``'s
-  3×3 512→256 conv at 1/4 alone is 19.33. Table III's **52.50 GFLOPs** is on the MAC scale
-  (mmseg's counters report multiply-adds as "FLOPs"), 3.4 % below ours. That
-  unexplained 1.8 G matches no module exactly (the three 1×1 skip convs
-  of the fusions are 1.88 G). Adding the 3×3 head from the parameter count would add
-  9.66 GMACs, so the parameter and FLOP columns don't seem to come from one code state.
-  Table III's 64.10 FPS (RTX 3090) was not re-measured.
+Provenance and differences from the authors' code: docs/models/ammunet.md
 """
 from __future__ import annotations
 
@@ -232,7 +157,7 @@ class MergedAttention(nn.Module):
         b, h, w, c = x.shape
         ws = self.window
         pad_b, pad_r = (-h) % ws, (-w) % ws
-        # Zero tokens after LN, unmasked, as the authors do (see the module docstring).
+        # Zero tokens after LN, unmasked, as the authors do (docs/models/ammunet.md, "Tile size").
         x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         rows, cols = (h + pad_b) // ws, (w + pad_r) // ws
         windows = x.reshape(b, rows, ws, cols, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)

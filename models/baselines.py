@@ -1,49 +1,22 @@
 """The six baselines of GLNet's / GLCANet's Table 1: UNet, ICNet, PSPNet, SegNet, DeepLabv3+, FCN-8s.
 
-Standard architectures written here from the papers (facts only, no code taken from
-anywhere), registered so the memory benchmark (patch vs global inference) and the
-pipeline can run them like any rsinfer model. Random weights, as every rsinfer builder.
-Encoders are laid out like torchvision's so ImageNet checkpoints could load into them:
-``ResNet`` from :mod:`.resnet` (key layout tested there) and a ``features`` Sequential
-built the way torchvision's ``vgg16``/``vgg16_bn`` (configuration "D") builds its own
-(the indices follow from that construction; not checked against a torchvision install,
-none is available here).
+Standard architectures written here from their papers, registered so that the memory
+benchmark (patch vs global inference) and the pipeline can run them like any rsinfer
+model; random weights. Input (B, bands, H, W), normalized, with H and W multiples of the
+model's total stride (``size_multiple``; the pipeline pads); output logits
+(B, classes, H, W).
 
-Common choices
---------------
-* Input ``(B, config.num_bands, H, W)`` normalized, ``H, W`` multiples of the model's
-  ``size_multiple`` (its total stride; the pipeline pads); output logits
-  ``(B, num_classes, H, W)``.
-* Every resize is bilinear with ``align_corners=False``; every conv followed by BN has no
-  bias, except in the VGG16-BN encoder (torchvision's layout keeps them). Training-only parts (auxiliary heads and losses) are not built; dropout layers
-  are kept where the papers have them (identity in eval mode, gone from ONNX graphs).
-* Dilated ResNet-50 backbones use torchvision's ``replace_stride_with_dilation`` rule:
-  the first block of a dilated stage keeps the previous dilation
-  (``contract_dilation=True``).
-* ONNX (TorchScript exporter, opset 17): pyramid pooling uses :func:`.lanet.adaptive_avg_pool2d`
-  (averaging matrices; ONNX has no adaptive pooling whose bins do not divide the map);
-  image pooling is a mean over H, W; SegNet's unpooling is a ``scatter`` (ScatterElements),
-  because ``aten::max_unpool2d`` has no ONNX symbolic in the TorchScript exporter (checked
-  with torch 2.13: "Exporting the operator 'aten::max_unpool2d' to ONNX opset version 17
-  is not supported").
-* ``receptive_radius=None`` for all six: PSPNet, ICNet and DeepLabv3+ pool over the whole
-  tile; UNet, SegNet and FCN-8s have bounded but wide fields that we have not pinned down.
+Shared choices: every resize is bilinear with ``align_corners=False``; a conv followed by
+BN has no bias (except in the VGG16-BN encoder); training-only auxiliary heads are not
+built. The encoders use torchvision's layouts (:class:`~.resnet.ResNet`, a VGG16
+``features`` Sequential), so ImageNet checkpoints could load. Pyramid pooling, image
+pooling and SegNet's unpooling are written in ONNX-exportable forms (averaging matrices,
+a mean, a scatter).
 
-Cost, measured here with :func:`.complexity.model_complexity` (meta device, one 512×512
-image, 3 bands, 6 classes; ``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per
-multiply-add; it counts convolutions, transposed convolutions and matmuls, not BN,
-pooling or interpolation). Also in :data:`COMPLEXITY_512`, which the tests check:
+Parameters and GFLOPs at 512², 3 bands, 6 classes: :data:`COMPLEXITY_512`.
 
-=============  ===========  =======  =============================================
-model          parameters   GFLOPs   usual figure for comparison
-=============  ===========  =======  =============================================
-unet           31,037,958   385.51   ~31.0 M (same widths, BN, transposed-conv up)
-icnet          24,579,494    17.62   ResNet-50 (23.5 M) + 1.07 M of ICNet layers
-pspnet         46,584,902   354.30   46-49 M (~49 M counts a 2.4 M auxiliary head)
-segnet         29,442,758   321.62   ~29.5 M (SegNet paper)
-deeplabv3plus  40,348,326   138.32   ~40 M (R50, plain-conv ASPP and decoder)
-fcn8s          134,300,114  221.67   134 M (FCN paper, FCN-VGG16)
-=============  ===========  =======  =============================================
+Per-model notes, differences from the papers, export details and costs:
+docs/models/baselines.md
 """
 from __future__ import annotations
 
@@ -152,13 +125,8 @@ def bilinear_kernel_(deconv: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
 class UNet(nn.Module):
     """UNet (Ronneberger et al., MICCAI 2015): 4 down / 4 up, widths 64-128-256-512-1024.
 
-    Ours vs the paper: 3×3 convs are *padded* ("same"), so the output has the input size
-    and no cropping of the skips is needed; each conv is followed by BN (the paper predates
-    BN) then ReLU; max pool 2×2/2 down; **up is the paper's "up-convolution"**, a learned
-    2×2 stride-2 transposed conv halving the channels, then concatenation with the skip
-    and two 3×3 convs; 1×1 conv to the classes. Total stride 16.
-
-    512², 3 bands, 6 classes: 31,037,958 parameters, 385.51 GFLOPs.
+    Padded ("same") 3×3 conv + BN + ReLU pairs, max pool down, the paper's learned 2×2
+    stride-2 "up-convolution" up, skips concatenated; 1×1 classifier. Total stride 16.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, widths: Sequence[int] = (64, 128, 256, 512, 1024)):
@@ -231,28 +199,12 @@ class CascadeFeatureFusion(nn.Module):
 class ICNet(nn.Module):
     """ICNet (Zhao et al., ECCV 2018), inference path, dilated ResNet-50 (OS 8) backbone.
 
-    Three cascade inputs, as in the paper and its released model:
-
-    * **1** (full image): three 3×3 stride-2 convs (32, 32, 64 ch) + BN + ReLU → 1/8;
-    * **1/2** (bilinear downsample): the ResNet stem, ``layer1`` and the first block of
-      ``layer2`` ("conv3_1") → 512 ch at 1/16;
-    * **1/4**: the conv3_1 features downsampled ×2 (bilinear) go through the rest of the
-      ResNet (``layer2[1:]``, dilated ``layer3``/``layer4``) → 2048 ch at 1/32. Sharing
-      conv1..conv3_1 between the 1/2 and 1/4 branches is how the authors' released model
-      feeds the 1/4 input, instead of running the stem a second time.
-    * 1/32 features: pyramid pooling *summed* with the input (bins 1, 2, 3, 6, no convs,
-      as in the released model: ``conv5_3_sum``), then 1×1 conv 2048→256 + BN + ReLU
-      (``conv5_4_k1``);
-    * CFF(1/32 → 1/16 conv3_1) and CFF(1/16 → 1/8 sub-1) with 128 channels;
-    * ×2 bilinear → 1×1 classifier at 1/4 → bilinear to the input size.
-
-    We build full ResNet-50 widths. The released model is the paper's compressed one
-    (its public ports show halved widths, e.g. a 256-ch conv3_1 and a 32-32-64 stem), so
-    ICNet trained with the authors' code is much smaller than this build.
-    Total stride 32.
-
-    512², 3 bands, 6 classes: 24,579,494 parameters, 17.62 GFLOPs (the heavy ResNet stages
-    run on the 16×16 map of the 1/4 branch).
+    Three cascade inputs: the full image through three stride-2 convs (64 ch at 1/8);
+    the 1/2 image through the ResNet up to conv3_1 (``layer2[0]``, 512 ch at 1/16); those
+    features downsampled ×2 through the rest of the ResNet (2048 ch at 1/32), pyramid
+    pooling summed in, 1×1 to 256. Two CFF units (128 ch) merge 1/32 → 1/16 → 1/8; the
+    classifier runs at 1/4. Full ResNet-50 widths, unlike the authors' compressed model
+    (docs/models/baselines.md). Total stride 32.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, bins: Sequence[int] = PSP_BINS):
@@ -288,8 +240,6 @@ class PSPNet(nn.Module):
     """PSPNet (Zhao et al., CVPR 2017): dilated ResNet-50 (output stride 8), pyramid pooling
     (bins 1, 2, 3, 6; 512 ch each), 3×3 conv 4096→512 + BN + ReLU, dropout 0.1, 1×1
     classifier, ×8 bilinear. No auxiliary head. Total stride 8.
-
-    512², 3 bands, 6 classes: 46,584,902 parameters, 354.30 GFLOPs.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, bins: Sequence[int] = PSP_BINS):
@@ -315,8 +265,6 @@ class SegNet(nn.Module):
     with 3×3 conv + BN + ReLU (widths mirror the encoder: 512×3, 512,512,256, 256,256,128,
     128,64, 64); the last layer is a 3×3 conv 64 → classes (no BN/ReLU), as in the paper's
     final decoder → soft-max. Total stride 32.
-
-    512², 3 bands, 6 classes: 29,442,758 parameters, 321.62 GFLOPs.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6):
@@ -374,8 +322,6 @@ class DeepLabV3Plus(nn.Module):
     ASPP on c5; decoder: c2 (1/4) → 1×1 conv 48 + BN + ReLU, concatenated with the ASPP
     output upsampled ×4, two 3×3 convs 256 + BN + ReLU (plain, not depthwise-separable),
     1×1 classifier, ×4 bilinear. Total stride 16.
-
-    512², 3 bands, 6 classes: 40,348,326 parameters, 138.32 GFLOPs.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, rates: Sequence[int] = (6, 12, 18)):
@@ -399,19 +345,11 @@ class FCN8s(nn.Module):
     """FCN-8s (Long, Shelhamer, Darrell, CVPR 2015) on VGG16 (torchvision ``vgg16.features``
     layout), caffe layer names.
 
-    fc6 = 7×7 conv 512→4096, fc7 = 1×1 conv 4096→4096 (ReLU, dropout 0.5 each) — the
-    classifier of VGG16 "convolutionalized"; score_fr 1×1 → classes; upscore2 (×2) fused by
-    sum with score_pool4 (1×1 on pool4), upscore_pool4 (×2) fused with score_pool3 (1×1 on
-    pool3), upscore8 (×8). The upsamplers are transposed convs (no bias) initialised to
-    bilinear interpolation, as in the paper.
-
-    Ours vs the paper: instead of conv1_1's 100-px zero padding and the crops it requires
-    (offsets 5, 9, 31), fc6 is padded by 3 and the transposed convs are padded (k4 s2 p1,
-    k16 s8 p4) so every map is exactly 2× / 8× the previous one: any multiple of 32 works
-    and the output is aligned with the input without cropping. No score scaling of the
-    "at-once" variant. Total stride 32.
-
-    512², 3 bands, 6 classes: 134,300,114 parameters, 221.67 GFLOPs.
+    fc6 = 7×7 conv 512→4096, fc7 = 1×1 conv 4096→4096 (the convolutionalized VGG16
+    classifier); score_fr → upscore2 (×2) + score_pool4 → upscore_pool4 (×2) + score_pool3
+    → upscore8 (×8), the upsamplers being bilinear-initialised transposed convs. Unlike the
+    paper (100-px padding, then crops), fc6 and the transposed convs are padded so every map
+    is exactly 2× / 8× the previous one and needs no crop. Total stride 32.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, fc_channels: int = 4096):

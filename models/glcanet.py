@@ -1,97 +1,24 @@
 """GLCANet: global-local cross-attention network (Chen Yi, Shan LianLei, arXiv 2506.19406, 2025).
 
-Written from the paper (``shared/papers/002_*.txt``); there is no public code, so where
-the paper is silent the choices below are ours and say so. GLCANet is GLNet's dual-branch
-design (:mod:`.glnet`) plus the Global-Local Cross-Attention Fusion Module (GLCA-FM).
+GLNet's dual-branch design (:mod:`.glnet`: two ResNet-50 + FPN branches, the local FPN
+taking the global crops at every layer) plus the Global-Local Cross-Attention Fusion
+Module (GLCA-FM), which we put at the top FPN level p5 (256 ch at 1/32, one token a cell):
 
-From the paper
---------------
-* Global branch on the downsampled image, local branch on full-resolution patches, the
-  same backbone in both: "a modified ResNet-50" with FPN (Sec. 3.1, 4.2), with GLNet's
-  deep feature-map sharing of conv2..conv5 and of the FPN top-down and smoothing maps
-  (Sec. 4.2), so we reuse GLNet's ResNet-50 + FPN branches (widths 256/128) and its
-  local FPN that takes ``[local, global crop]`` at every layer. "Lightweight" in the paper
-  is about GPU memory (1766 MB vs GLNet's 1865 MB, Table 1), not a slimmer backbone:
-  the text names ResNet-50 twice, so we keep it (``encoder_layers`` shrinks it for tests).
-* GLCA-FM on the *deep* feature maps (Fig. 1): self-attention refines the global
-  features (Sec. 3.4), and bidirectional masked cross-attention (Sec. 3.5):
-  ``Q̂_G = softmax(Q_G K_Lᵀ/√d) V_L + Q_G`` and ``Q̂_L = softmax(Q_L K_Gᵀ/√d) V_G + Q_L``,
-  with ``Q = F W^Q``, ``K = F W^K``, ``V = F W^V`` learned projections.
-* Branch aggregation ``f_agg``: a 3×3 conv over the concatenated high-level maps of the
-  two branches (Sec. 3.6). Two auxiliary heads (local, global) and the feature-map
-  regularisation (λ = 0.15) are training-only.
-* Patches and global view 500×500, 50 px overlap (Sec. 4.2).
+* the global p5 is refined by self-attention, ``softmax(QKᵀ/√d)V + Q``, once per region
+  (:meth:`GLCANet.forward_global`);
+* per patch, the local p5 tokens attend to the global tokens of the patch's footprint
+  grown by ``neighbourhood`` tokens (:func:`footprint_mask`); the result ``Q̂_L`` replaces
+  the local p5. The global tokens over the footprint attend to the patch's local tokens,
+  giving ``Q̂_G``; this replaces GLNet's two-pass l2g, so every patch streams on its own;
+* ``f_agg``, a 3×3 conv 1024→C over ``cat(local ps3, global ps3 of the patch, its p5 part
+  from Q̂_G)`` at 1/4, gives the logits, resized to the patch.
 
-Our choices (the paper does not say)
-------------------------------------
-* **Where**: the GLCA-FM works on the top FPN level p5 (the 1×1 lateral of c5, 256 ch at
-  1/32), before the top-down pass, so that both branches' whole pyramids see it. One
-  token = one 1/32 cell. The global self-attention (same residual form,
-  ``softmax(QKᵀ/√d)V + Q``) replaces the global p5 before the global top-down pass;
-  it runs once per region in :meth:`GLCANet.forward_global`.
-* **Mask** (:func:`footprint_mask`): a local query attends only to the global tokens of its
-  patch's footprint and neighbourhood: global token (i, j), which covers cell
-  [i, i+1) × [j, j+1) of the global p5 grid, is visible to a patch iff that cell overlaps
-  the patch's box expanded by ``neighbourhood`` global tokens on every side (open
-  intervals: a cell that only touches the expanded box is not visible). ``neighbourhood``
-  is in global-token units (1/32 of the global view; 1 token = 32 view px = 262 scene px
-  for a 4096-px region), default 1.0, set by ``extra={"neighbourhood": ...}`` in the
-  config or the builder kwarg. Masked weights are exactly zero. Every local token of a
-  patch shares its patch's mask. The mask is built from the boxes with tensor ops
-  (ONNX-exportable). If no token is visible (a box outside the view) the patch attends
-  to all tokens.
-* **Global→local direction**: the global queries are the global tokens sampled over the
-  patch's footprint at the local token grid (``crop_global``), keys/values the patch's
-  local tokens. All of a patch's local tokens lie inside its footprint, so the same mask
-  rule keeps every one of them: this direction needs no mask. It brings local detail into
-  the global features *per patch*, which is what makes GLCANet stream without GLNet's
-  two-pass l2g: we use it in place of GLNet's ``_ext`` path (not built here).
-* **Aggregation**: ``Q̂_L`` replaces the local p5 before the local top-down pass. The
-  global high-level map of a patch is the global ps3 (512 ch, levels p5|p4|p3|p2 of 128)
-  cropped to the patch, whose p5 part is replaced by ``Q̂_G`` passed through the global
-  FPN's own p5 smoothing convs (256→256→128). ``f_agg`` = 3×3 conv 1024→C over
-  ``cat(local ps3, global ps3 of the patch)`` at 1/4, bilinearly resized to the patch.
-* Single-head attention as in the equations (``heads`` > 1 splits d = 256 evenly);
-  projections are ``nn.Linear`` with bias; no positional encoding (none is mentioned).
-  The paper also motivates self-attention on *local* features for inter-patch
-  consistency; with one patch per forward pass that can only be intra-patch, so we keep
-  self-attention on the global features only.
+There is no public code; where the paper is silent (where the GLCA-FM sits, the mask, the
+global→local queries, heads, no positional encoding) the choices are ours. Inputs and
+sizes as GLNet's: [0, 1], 500-px patches and views, multiples of 4. No trained weights are
+published. 66,008,978 parameters.
 
-Dependence on the global view: a patch's output reads global tokens only where the mask
-allows, plus the crops of the global maps, whose bilinear samples (at local cell centres
-inside the footprint) read only cells overlapping the footprint grown by half a cell of
-that map. So with ``neighbourhood`` ≥ 0.5 a patch's logits do not depend
-on the global view outside its footprint + neighbourhood at all (tested).
-
-Modes: ``global`` = the global branch's classifier (with self-attention); ``patch`` = the
-local branch alone: zeros in place of the global crops, ``Q̂_L = Q_L`` (nothing to attend
-to), the local classifier; ``global-local`` as above.
-
-Export: ``predict_patches`` traces to ONNX in every mode (no host reads of box values;
-batch size and context sizes may stay dynamic); tested against onnxruntime. No trained
-weights are published; the builder returns random weights.
-
-Regions, padding and sizes: as for GLNet (see :mod:`.glnet`): boxes describe the tensor
-given (rsinfer grows them to the padded size), ``size_multiple`` 4, tile 500, overlap 50,
-global view 500 per 4096-px region.
-
-Cost
-----
-Measured here with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add;
-convolutions and matmuls, attention included; not BN, resizes, softmax or
-``grid_sample``), batch 1, 6 classes, defaults (ResNet-50, 256/128, one head):
-
-* parameters: **66,008,978** (264.0 MB float32): two ResNet-50 encoders 23,508,032 each;
-  global FPN 4,552,198; local FPN 13,793,286; three attention blocks 197,376 each;
-  ``f_agg`` 55,302. Global branch (encoder, FPN, self-attention) 28,257,606; local branch
-  (encoder, FPN, both cross-attentions, ``f_agg``) 37,751,372.
-* global branch, one 500² view (``forward_global``, 16×16 tokens): **83.80 GFLOPs**.
-* local branch, one 500² patch (global-local mode): **273.58 GFLOPs**, of which the two
-  cross-attentions (16×16 local tokens) are 0.34; patch mode 271.96. The local FPN's
-  fold-2 3×3 convs at 1/4 dominate, as in GLNet.
-
-The paper reports no parameter or FLOP counts, only 1766 MB of GPU memory at batch 1
-(Table 1).
+Provenance, our choices and costs: docs/models/glcanet.md
 """
 from __future__ import annotations
 
@@ -111,7 +38,7 @@ from .resnet import ResNet
 
 
 def footprint_mask(boxes: torch.Tensor, grid: Sequence[int], neighbourhood: float) -> torch.Tensor:
-    """(B, gh·gw) bool: global tokens each box may attend to (see the module docstring).
+    """(B, gh·gw) bool: global tokens each box may attend to (docs/models/glcanet.md, "Mask").
 
     Token (i, j) covers [i, i+1) × [j, j+1) in token units; it is visible iff it overlaps
     the box scaled to the grid and grown by ``neighbourhood`` tokens on each side.
@@ -171,7 +98,7 @@ def to_map(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class GLCANet(GlobalLocalModel):
-    """GLNet's branches (g2l sharing) + GLCA-FM at p5 + ``f_agg``; see the module docstring."""
+    """GLNet's branches (g2l sharing) + GLCA-FM at p5 + ``f_agg``; see docs/models/glcanet.md."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 6, global_size: int = 500,
                  neighbourhood: float = 1.0, heads: int = 1,
@@ -265,7 +192,7 @@ GLCANET = ModelConfig(
     mean=(0.0, 0.0, 0.0),  # GLNet's ToTensor-only input; the paper gives no normalization
     std=(1.0, 1.0, 1.0),
     input_range=1.0,
-    size_multiple=4,  # see glnet's docstring ("Regions, padding, sizes")
+    size_multiple=4,  # see docs/models/glnet.md ("Regions, padding, sizes")
     min_tile=64,
     receptive_radius=None,
     paper="GLCANet (arXiv 2506.19406)",

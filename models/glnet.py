@@ -1,149 +1,26 @@
 """GLNet: collaborative global-local networks (Chen, Jiang, Wang, Cui, Qian, CVPR 2019).
 
-Written from the paper and from reading the authors' code (VITA-Group/GLNet, MIT:
-``models/fpn_global_local_fmreg_ensemble.py``, ``models/resnet.py``, ``helper.py``).
-No code is taken from it; the structure and numerics follow it so that the authors'
-checkpoints map onto this module (:func:`glnet_key_map`).
+Two ResNet-50 + FPN branches (FPN width 256, smoothing 128, no BN or activation): a global
+branch on a downsampled view of the region (longest side ``global_size``), and a local
+branch on full-resolution patches. Every layer of the local FPN also takes the global
+maps cropped to the patch's footprint ("fold=2", :class:`LocalFPN`). The global FPN's
+``_ext`` layers (local→global, "l2g") take local maps back, and ``ensemble_conv`` (3×3,
+1024→C) classifies ``cat(local ps3, global ps3 over the patch)`` at 1/4, resized to the
+patch.
 
-Network (facts from the authors' code)
---------------------------------------
-* Two torchvision-layout ResNet-50s (``resnet_global``, ``resnet_local``; no ``fc``),
-  each giving c2..c5 (256..2048 ch at 1/4..1/32). Our :class:`~.resnet.ResNet` has the
-  same layout (stride on the 3×3 conv).
-* Global FPN (:class:`GlobalFPN`), no BN and no activation anywhere: 1×1 laterals to 256
-  (``toplayer`` on c5, ``latlayer1..3`` on c4..c2), top-down by bilinear resize to the
-  lateral's size + add (ps0); ``smooth*_1`` 3×3 256→256 per level (ps1); ``smooth*_2``
-  3×3 256→128 (ps2); the four levels resized to 1/4 and concatenated, order p5, p4, p3,
-  p2 = 512 ch (ps3); ``classify`` 3×3 512→C.
-* The global FPN's ``*_ext`` twins (local→global, "l2g"): every layer takes
-  ``[global, local]`` concatenated (channels doubled), and ps3 = ``smooth`` 3×3 over the
-  eight concatenated maps (1024→512) before ``classify``.
-* Local FPN (:class:`LocalFPN`, "fold=2"): every layer takes ``[local, global crop]``:
-  laterals on ``[c_k, crop(c_k^g)]``, ``smooth*_1`` on ``[ps0_k, crop(ps0_k^g)]``,
-  ``smooth*_2`` on ``[ps1_k, crop(ps1_k^g)]``, ps3 = ``smooth`` (1024→512) over the
-  concatenation of ``[ps2_k, crop(ps2_k^g)]``, ``classify`` 3×3 512→C.
-* ``ensemble_conv``: 3×3 conv 1024→C over ``cat(local ps3, global ps3 cropped and resized
-  to the local ps3)``, at 1/4 of the patch; we resize it to the patch size.
-* Every resize is ``F.interpolate(mode='bilinear')``; with the authors' PyTorch 0.4.1 that
-  means ``align_corners=False``, which we use. Their init: every FPN conv and
-  ``ensemble_conv`` weight N(0, 0.01), FPN biases 0 (we do the same, so random-weight
-  logits stay small).
-* Inputs: ``ToTensor`` only, i.e. RGB in [0, 1] with no mean/std (config: mean 0, std 1,
-  ``input_range`` 1.0). DeepGlobe: global view 508², patches 508², ≥ 50 px overlap.
+The authors' evaluation runs l2g once, on the whole global grid, after merging *every*
+patch's local features. A streaming pipeline cannot wait for that, so
+:meth:`GLNet._l2g_global` runs it per patch, on the patch's footprint window of the global
+grid (exact when the patch is the whole region). ``l2g=False`` is the authors' mode-2 (G→L)
+ensemble, which streams exactly and exports to ONNX; ``frozen_global=True`` adds the
+frozen global branch of their two-checkpoint evaluation.
 
-Inference: the authors' procedure and ours
--------------------------------------------
-The authors' evaluation (``helper.py`` ``Evaluator.eval_test``, mode 3 "G⇔L"):
+Inputs in [0, 1] with no mean/std (the authors' ``ToTensor``); 500-px patches and views,
+50 px overlap, any multiple of 4. :meth:`~GLNet.forward_global` gives the context dict,
+:meth:`~GLNet.forward_local` logits (B, C, p, p) (see :mod:`.global_local`). The authors'
+checkpoints load through :func:`glnet_key_map`. 79,182,482 parameters.
 
-1. the *frozen mode-1 global model* (``fpn_deepglobe_global.pth``) computes c2..c5 and
-   ps0..ps2 of the 508² global view once;
-2. patches go through the local branch in sub-batches of 6; each takes crops of *every*
-   global map over its footprint (integer slices ``top = round(y0·H)``,
-   ``h = round(H·ratio)``), bilinearly resized to the local map;
-3. every patch's local c2..c5 and ps0..ps2 are resized onto its footprint of the global
-   grid and overlap-averaged (a count template) into a whole-image "merged" grid;
-4. only when *all* patches are done, the l2g model's own global branch runs the ``_ext``
-   path on the global view with the merged grids, giving ps3_g;
-5. per patch: ``ensemble_conv(cat(local ps3, resize(crop(ps3_g))))``; logits are
-   nearest-upsampled to the patch and summed over overlaps.
-
-Step 4 needs every patch of the image before any patch's output exists. rsinfer streams
-patches in batches and returns each batch's logits at once, so **we run the l2g pass per
-patch** ("windowed l2g", :meth:`GLNet._l2g_global`): for each patch the ``_ext`` path of
-the global FPN runs on the patch's footprint window of the global grid — the global maps
-(c2..c5 of the global encoder) cropped to the footprint at the global grid's own
-resolution (per level ``round(box side · grid side)`` cells, the authors' rounding),
-the ``_ext`` inputs being *this patch's* local maps resized onto that window (the
-authors' merge with one patch) — and the window's ps3 goes to the ensemble. What
-differs from their evaluation:
-
-* in overlap zones the authors average neighbouring patches' local features; we use the
-  patch's own (they see the same pixels there);
-* their l2g convolutions and top-down resizes read the global grid across the footprint's
-  edge; ours stop at the window edge (zero padding, as at the image border). At the
-  coarse levels the window is small (a 500-px patch of a 4096-px region is 2×2 cells of
-  the 1/32 grid of a 500-px view; of a 2448² DeepGlobe image, 3×3), so this is a real
-  approximation, mostly near patch edges, which the overlap blending then weighs down.
-
-When the patch *is* the region (whole-image ``forward``, box (0, 0, 1, 1)), the window is
-the whole global grid and the result equals the authors' two-pass procedure for one patch
-(tested). The other options were worse for a streaming pipeline: a running merged grid
-filled by the batches, or a merge of the current batch's patches, make a patch's logits
-depend on which patches happened to be in the same or earlier batches (batch size,
-reading order, cache evictions), and a running grid still lacks the patches not yet
-seen. Per-patch l2g keeps memory bounded (one window per patch) and every patch's logits
-independent of batching. ``l2g=False`` gives the authors' mode 2 ("G→L") evaluation,
-which streams exactly: ensemble with the crop of the non-``_ext`` global ps3.
-
-Export: the window sizes depend on the box values, so the l2g pass cannot be traced;
-``torch.onnx.export`` of ``predict_patches`` raises a clear error with ``l2g=True`` (the
-G→L model, ``l2g=False``, exports).
-
-Other deviations (all small): the global view keeps the region's aspect ratio (longest
-side ``global_size``; the authors squash the image to 508²); crops are sampled with :func:`~.global_local.crop_global`
-at the exact footprint (bilinear at local cell centres) instead of integer slices of the
-global map then resized, so they carry no sub-cell rounding offset and read real
-neighbouring cells at the footprint edge instead of clamping to the slice; logits are
-resized to the patch bilinearly (``upsample='nearest'`` gives the authors' nearest).
-
-Weights: the authors' evaluation uses two global branches — the frozen mode-1 model for
-the local branch's context (also during mode-3 training) and the l2g checkpoint's own
-global branch for the ``_ext`` pass. Mode-3 training gives ``resnet_global`` a learning
-rate (``helper.py`` ``get_optimizer``), so the l2g checkpoint's global encoder is not the
-mode-1 one (its plain FPN layers are, except the shared ``classify``: they get no
-gradient). One checkpoint (any of the three) loads strictly into the default model, whose
-own global branch serves both roles. ``frozen_global=True`` adds a second, frozen global branch
-(``frozen_encoder``, ``frozen_fpn``) for the context, as the authors do; fill it from
-``fpn_deepglobe_global.pth`` with :func:`merge_glnet_checkpoints`.
-
-Modes: ``global`` = ``classify`` on the (frozen, if any) global branch's non-``_ext``
-ps3 (the authors' mode 1); ``patch`` = the local branch with zeros in place of every
-global crop and its own ``classify`` (the authors have no such mode: their local FPN was
-always trained with global crops, so this is a diagnostic); ``global-local`` as above.
-
-Regions, padding, sizes
------------------------
-Footprints (``boxes``) describe the tensor the model is given. The backend pads a tile
-that is off the size rule, and rsinfer's ``RegionPlan.box(tile, padded)`` grows the box by
-the same amount, so all crops and windows are computed for the *padded* size and the
-padded rows/columns of a patch are paired with the global view beyond the tile (border-
-replicated past the view's edge, like the replicate padding of the tile). A caller
-passing an unpadded box with a padded patch would stretch the crops by the padding
-fraction; the model cannot tell, since it does not know the unpadded size.
-
-The config keeps the papers' 500-px patch with 50 px overlap (our grid's stride 450, the
-last patch shifted inward, so the overlap is ≥ 50 px as in the authors' rule) and a
-500-px global view per ``region`` (4096 scene px, see ``rsinfer.global_context``).
-``size_multiple`` is 4, not 32: the FPN resizes to each lateral's own size, so any size
-works; a multiple of 4 keeps the 1/4 output grid exact (the authors' 508 = 4·127 is not a
-multiple of 32 either), and a multiple of 32 with a 500-px tile would break the rule that
-the tile is a multiple of ``size_multiple`` (``tests/test_models_common.py``).
-
-Context memory: a context holds, per level, ``[c_k | ps0_k | ps1_k | ps2_k]`` (896/1152/
-1664/2688 ch at 1/4..1/32 of the view) and the global logits; with ``l2g=False`` also ps3
-(512 ch at 1/4). For a 500² view that is 80 MB of float32 (ps3 another 30.5 MB;
-``frozen_global`` adds the l2g encoder's c2..c5, 29 MB). The pipeline caches one context
-per region of a row of regions plus one.
-
-Cost
-----
-Measured here with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add;
-convolutions and matmuls only, not BN, resizes or ``grid_sample``), batch 1, 6 classes:
-
-* parameters: **79,182,482** (316.7 MB float32): two ResNet-50 encoders 23,508,032 each;
-  global FPN 18,317,830 (plain path 4,552,198 + ``_ext`` layers 13,765,632); local FPN
-  13,793,286; ``ensemble_conv`` 55,302. The global branch proper (encoder + plain FPN) is
-  28,060,230; the local branch with its l2g layers and ensemble 51,122,252.
-  ``frozen_global=True`` adds 28,060,230 (107,242,712 in all).
-* global branch, one 500² view (``forward_global``): **83.64 GFLOPs** (ResNet-50 41.94,
-  FPN 41.70).
-* local branch, one 500² patch (``forward_local``, global-local mode): **276.12 GFLOPs**
-  for the footprint of a 500-px patch in a 4096-px region (box side 0.122), 4.2 more than
-  patch mode (the l2g window and the ensemble in place of the local classifier); 282.70
-  for a DeepGlobe patch (box side 0.204); 501.90 when the patch is the whole view
-  (full-grid l2g pass); 272.79 with ``l2g=False``; 271.92 in patch mode. The local FPN's
-  fold-2 3×3 convs at 1/4 dominate (its ``smooth`` 1024→512 at 125² alone is 147.5). A
-  500 tile padded to 512 would cost 287.94 (not with the registered ``size_multiple`` 4).
+Provenance and differences from the authors' code: docs/models/glnet.md
 """
 from __future__ import annotations
 
@@ -323,7 +200,7 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int], mode: str) -> tor
 # --- the model -------------------------------------------------------------------------------
 
 class GLNet(GlobalLocalModel):
-    """GLNet with the l2g (``_ext``) path run per patch; see the module docstring.
+    """GLNet with the l2g (``_ext``) path run per patch (docs/models/glnet.md, "Inference").
 
     ``l2g=False``: the authors' mode-2 (G→L) ensemble. ``frozen_global=True``: a separate
     global branch for the context (authors' mode-3 evaluation with two checkpoints).
@@ -518,7 +395,7 @@ GLNET = ModelConfig(
     mean=(0.0, 0.0, 0.0),  # ToTensor only: [0, 1], no mean/std
     std=(1.0, 1.0, 1.0),
     input_range=1.0,
-    size_multiple=4,  # see the module docstring ("Regions, padding, sizes")
+    size_multiple=4,  # see docs/models/glnet.md ("Regions, padding, sizes")
     min_tile=64,
     receptive_radius=None,  # global context: unbounded
     paper="GLNet (CVPR 2019)",

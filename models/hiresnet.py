@@ -1,150 +1,27 @@
-"""Hi-ResNet (Chen et al., IEEE JSTARS 17, 2024; arXiv 2305.12691).
+"""Hi-ResNet (Chen et al., IEEE JSTARS 17, 2024; arXiv 2305.12691), from the paper.
 
-Written from the paper and, for the parts it shares with an earlier variant, from reading
-the authors' public code (AmberJar/Hi-ResNet: ``models/hrnetV5.py``,
-``models/hrnet_backboneV5.py``; that repository has no IA block, it uses coordinate attention
-and an ASP-OCR head). No code is taken from either. No trained weights are published, so
-there is no key map: the builder returns random weights like every rsinfer model.
+Funnel (two pre-norm stride-2 3×3 convs to 1/4, four inverted-bottleneck blocks) →
+layer 1: branches of 48 and 96 ch at 1/4 and 1/8, 4 IA blocks each, 1 module → layer 2:
+a 192-ch branch at 1/16 added, 12 IA blocks per branch, 4 modules; each module ends in an
+all-to-all fusion summed per resolution → feature refinement on the 336-ch concat at 1/4:
+a coarse classifier whose logits are OCR's soft object regions, and an OCR-refined
+classifier. ``forward`` returns coarse + refined (1:1, paper Fig. 2), upsampled bilinearly
+(``align_corners=True``) to the input.
 
-From the paper (Sec. III-A, Tables I, II, VII, Figs. 2-6)
-----------------------------------------------------------
-* **Funnel module**: two stride-2 3×3 convolutions take the image to 1/4, with batch norm
-  placed *before* each convolution; then a funnel stem of four inverted-bottleneck (IB)
-  blocks: stride-1 3×3 conv, 1×1 conv quadrupling the channels, 1×1 conv back, residual
-  connection, linear output (no activation after the sum).
-* **Multi-branch module**: layer 1 has two branches (48, 96 channels) with 4 IA blocks
-  each, 1 module; layer 2 has three branches (48, 96, 192), 12 IA blocks each, 4 modules.
-  There is no fourth stage, so the lowest branch is at 1/16. A new, coarser branch is
-  made at the end of each layer. Fusion: going up, bilinear upsampling + BN + 1×1 conv;
-  going down, BN + stride-2 3×3 conv; maps are summed per resolution.
-* **IA block** (Fig. 6): SE attention; window multi-head self-attention that reshapes
-  C×H×W into (C·HW/L²)×L×L, with no Swin-style shifting; a depthwise conv with a
-  "relatively large" kernel and a 1×1 conv. There are skips around the attention and
-  around the depthwise conv, plus one around the whole block. It uses GELU and SiLU
-  rather than ReLU, and fewer activations and norms than a conv block.
-* **Feature refinement**: the three branch outputs are bilinearly upsampled to 1/4 and
-  concatenated. A convolution gives the coarse segmentation, used as OCR's soft object
-  regions. OCR (object region representations, pixel-region relation, augmented
-  representation) gives the refined segmentation. **At inference the output is coarse +
-  refined, 1:1** (Fig. 2 caption), which is what ``forward`` returns.
-* Training only, not implemented: the GD + LSCE + CEA losses (weights 0.3923 / 0.3923 /
-  0.2153) on both outputs, summed 1:1.
-* Reported cost: **26.0 M parameters** (Tables VII, X). Table VII's ablation steps are:
-  base 46.5 M, +funnel 50.2 M, +IA multi-branch 22.3 M, +feature refinement 26.0 M.
-  **57 G "FLOPs"** on Potsdam (Table XIII, 512² crops) and 402 G on LoveDA at 1024²
-  (Tables X, XII).
+IA block: ``y = SE(x); y = y + WMHSA(BN(y)); y = y + DW(y); out = x + PW(GELU(BN(y)))``.
+The paper leaves the widths open; ours (window 8, 24-dim heads, 9×9 depthwise, SE hidden
+2C, funnel width 64, a light 1×1 OCR head) are chosen to land near its 26.0 M parameters
+and 57 G "FLOPs" (read as multiply-adds): 25,352,498 parameters, 116.89 GFLOPs =
+58.45 GMAC at 512².
 
-From the authors' earlier code (shared parts only)
---------------------------------------------------
-* The stem is 64 channels wide after both stride-2 convs. GELU activations.
-* Transitions are BN → 3×3 conv → GELU. The new branch comes from the previous lowest
-  branch through a stride-2 conv. Branches whose width is unchanged pass through.
-* Fusion going up applies BN + 1×1 at the *coarse* size, then bilinear upsampling with
-  ``align_corners=True``. This equals the paper's upsample-first order: BN and a 1×1 conv
-  are per-pixel affine maps and bilinear weights sum to one, so they commute.
-* Fusion going down is a chain of BN + stride-2 3×3 convs with GELU between links (none
-  after the last). A GELU follows the per-resolution sum.
-* The head concatenates 48 + 96 + 192 = 336 channels at 1/4 (``align_corners=True``).
-  The coarse ("aux") head is conv → BN → act → 1×1 to classes. Logits are upsampled to
-  the input size with ``align_corners=True``, which we use everywhere.
-* IB block: 3×3 conv → BN → 1×1 (×4) → GELU → 1×1, plus the input. When the width
-  changes, the shortcut is BN + 1×1. We leave out the code's layer scale (init 1e-6) and
-  DropPath, which are training aids. The code returns ``(aux, main)``; we follow the
-  paper's sum instead.
+This is not the authors' public code (AmberJar/Hi-ResNet): that network has coordinate
+attention blocks instead of IA blocks, an ASP-OCR head and 54.3 M parameters, and no
+keyword arguments here reproduce it. The docs give the ones for the authors' 256-wide
+funnel and an HRNet-OCR-sized head: still this network, 24.3 M parameters. No weights are
+published; the builder returns random weights. Input (B, bands, H, W), padded to multiples
+of 16 by the pipeline (any size runs); output logits (B, classes, H, W).
 
-Our choices (the paper leaves them open)
------------------------------------------
-* ``window`` L = 8. It divides the 1/4, 1/8 and 1/16 maps of the 512 tile (128/64/32),
-  so the default tile needs no window padding.
-* ``head_dim`` = 24, i.e. 2 / 4 / 8 heads on the 48 / 96 / 192 branches, the head counts
-  HRFormer-B uses at similar widths.
-* ``dw_kernel`` = 9. ``se_ratio`` = 2.0: SE hidden width 2C (96 / 192 / 384), SiLU
-  inside, sigmoid gate.
-* Block order (the figure is unreadable in our copy; the order follows the text):
-  ``y = SE(x); y = y + WMHSA(BN(y)); y = y + DW(y); out = x + PW(GELU(BN(y)))``. There
-  are two BNs per block, and BN (not LN) because it folds into the convs for inference.
-* No relative position bias. The paper names none, and the depthwise conv supplies
-  position.
-* **Window padding**: inside the attention, maps are zero-padded bottom/right to
-  multiples of L *after* the qkv projection, attended, merged and cropped. There is no
-  mask. A padded token has q = k = v = 0, so it adds exp(0) to the softmax denominators of
-  the real tokens in its window and nothing to their numerators. Border windows are
-  therefore slightly "diluted", and any size works.
-* Funnel width 64: IB blocks are 64 → 256 → 64, not the code's 256 → 1024 → 256.
-* Light refinement head, all 1×1:
-  - coarse: 336 → 256 + BN + ReLU → classes;
-  - pixel features: 336 → 256 + BN + ReLU;
-  - OCR with 128 key channels and ReLU, as in the OCR paper; no dropout.
-  The reason for the light funnel and head is the budget below.
-
-Budget: why these numbers
--------------------------
-*FLOP scale.* We read the paper's 57 G as **multiply-adds**, the unit that fvcore, thop
-and mmcv report as "FLOPs". On the 2-per-MAC scale it would be 28.5 GMAC. That is less
-than the qkv/proj/1×1 convolutions of the 152 IA blocks cost on their own at these widths
-(28.7 GMAC at 512²), before any attention, funnel or head. ``FlopCounterMode`` counts 2
-per multiply-add (convolutions and matmuls only), so the target is about 114 GFLOP on its
-scale.
-
-*Why the two numbers cannot both come from ordinary widths.* At 512², one parameter of a
-conv costs 16,384 MACs at 1/4, 4,096 at 1/8 and 1,024 at 1/16.
-- The authors' 256-wide funnel costs 4.07 M parameters and 66.8 GMACs by itself. That is
-  +3.8 M over HRNet's bottleneck stage 1, in line with Table VII's funnel step (+3.7 M).
-- An HRNet-OCR head (3×3, 512 mid, 256 key) matches the +3.7 M of the refinement step,
-  but costs 3.76 M parameters and 56.2 GMACs.
-- With both, and a classic SE (r = 4), the model is 24.3 M parameters at 171.7 GMACs, 3×
-  the quoted cost.
-Reaching 26 M at about 57 GMACs needs roughly 10 M parameters that cost no FLOPs. SE
-weights act on pooled 1×1 maps, and they are the only such place among the open
-hyper-parameters. So we keep the funnel and head light and widen SE to 2C. This is a
-budget decision, not a fact from the paper. The authors' widths are one call away:
-``create_model("hiresnet", funnel_channels=256, coarse_channels=336, ocr_channels=512,
-ocr_key_channels=256, head_kernel=3, se_ratio=0.25)``.
-
-*Result*, measured with ``FlopCounterMode``, 3×512×512 in, 6 classes:
-
-=====================  ===========  ==========
-part                    parameters   GMAC
-=====================  ===========  ==========
-funnel                     317,766     5.28
-transitions                249,280     0.85
-152 IA blocks           22,886,784    43.49
-  SE (2C hidden)         9,524,160     0.01
-  WMHSA qkv+proj         9,540,864    22.95
-  attention matmuls              -     9.06
-  depthwise 9×9          1,369,728     5.73
-  1×1                    2,385,216     5.74
-fusion links             1,425,312     2.42
-refinement head            473,356     6.41
-**total**              **25,352,498**  **58.45**
-=====================  ===========  ==========
-
-* That is **25.35 M parameters** (−2.5 % vs 26.0 M) and **116.89 GFLOP counted =
-  58.45 GMAC** (+2.5 % vs 57).
-* At 1024²: 467.5 GFLOP = 233.8 GMAC. Table X's 402 G at 1024² does not fit the 57 G at
-  512² on either scale, since at the same per-pixel cost 402 G would be about 100 G at
-  512².
-* The paper's FLOP columns are not mutually consistent: HRNet-W48 is 140 G in Table VI
-  and 219 G in Table XIII. So we match the figure the project chose (57) and note the
-  others.
-
-Input and sizes
----------------
-* **Normalization** (our choice): ImageNet mean/std on the 0–255 scale, the config
-  defaults. The authors' scripts disagree with each other:
-  - ``dataloaders/loveda.py``: mean (0.4427, 0.3785, 0.4369), std (0.1839, 0.1637,
-    0.1658);
-  - ``loveda_test.py``: mean (0.2801, 0.2994, 0.3070), std (0.1274, 0.1095, 0.1155).
-  Both are on 0–1 and LoveDA-specific. With no published weights, none of them binds.
-  Whoever trains a checkpoint should record its statistics in the config.
-* ``size_multiple`` = 16, the stride of the 1/16 branch, so every stride-2 step halves a
-  side exactly and every low-resolution pixel covers a whole 16×16 input block. The
-  network also runs at other sizes, because all stride-2 convs round the same way and
-  upsampling targets explicit sizes.
-* ``receptive_radius=None``: window attention, SE pooling and OCR's regions span the tile.
-* ONNX: there is no Python control flow on tensor values, and paddings come from
-  ``x.shape``. The legacy (TorchScript) exporter matches eager in onnxruntime, even with
-  dynamic H/W (tested on a reduced-depth model).
+Provenance, our choices and the budget behind them: docs/models/hiresnet.md
 """
 from __future__ import annotations
 
@@ -163,7 +40,7 @@ LAYER_BLOCKS = (4, 12)
 LAYER_MODULES = (1, 4)
 # Total stride of the lowest branch: every stride-2 step must halve a side exactly.
 SIZE_MULTIPLE = 16
-# Our choices for what the paper leaves open (see the module docstring for why).
+# Our choices for what the paper leaves open (docs/models/hiresnet.md says why).
 WINDOW = 8        # L: attention windows of 8×8 tokens
 HEAD_DIM = 24     # 2 / 4 / 8 heads on the 48 / 96 / 192-channel branches
 DW_KERNEL = 9     # depthwise kernel
@@ -535,7 +412,7 @@ HIRESNET = ModelConfig(
     tile=512,  # the paper's training crop (Potsdam, Vaihingen, LoveDA)
     overlap=64,
     in_bands=("red", "green", "blue"),
-    # ImageNet statistics on 0-255 (our choice; the authors' scripts disagree, see module doc).
+    # ImageNet statistics on 0-255 (our choice; the authors' scripts disagree: docs/models/hiresnet.md).
     mean=IMAGENET_MEAN_255,
     std=IMAGENET_STD_255,
     input_range=255.0,
@@ -552,7 +429,8 @@ def hiresnet(config: ModelConfig, **kwargs) -> HiResNet:
     """Build Hi-ResNet for ``config``'s bands and classes (random weights; none are published).
 
     ``kwargs`` go to :class:`HiResNet` (window, head_dim, dw_kernel, se_ratio, funnel_channels,
-    ...); the module docstring gives the call that builds the authors' funnel and head widths.
+    ...). They change widths of *this* network; none of them gives the authors' public model,
+    whose blocks differ (docs/models/hiresnet.md).
     """
     return HiResNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
 

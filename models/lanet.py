@@ -1,74 +1,23 @@
 """LANet: Local Attention Embedding (Ding, Tang, Bruzzone, IEEE TGRS 2020).
 
-Architecture
-------------
-From the paper (Sec. III):
+An FCN on a torchvision-layout ResNet-50 with two branches whose score maps are summed:
 
-* an FCN on a ResNet-50 encoder; low-level features are the 1/4-scale output of the
-  first residual stage (following DeepLabv3+);
-* PAM (patch attention module): SE-style gating, but descriptors are averaged over
-  local patches instead of the whole map (Eq. 1-3); attention maps are upsampled and
-  applied with a residual, ``X + X*A``;
-* AEM (attention embedding module): descriptors of the *high-level* features gate the
-  low-level features, ``X_l + X_l*A_l`` (Eq. 4-5);
-* one 1×1 classifier per branch, the two score maps summed elementwise.
+* high: c5 → 1×1 ``head`` to 128 ch → PAM (patch attention: an SE-style gate on
+  descriptors averaged over local patches, ``x + x·A``, pool window 4). Layer4 is not
+  strided, so this branch is at 1/16 (``output_stride=32``: the paper's Potsdam setting);
+* low: c2 (1/4) → 1×1 to 64 ch → PAM (window 20) → AEM: a gate computed from the
+  detached high features multiplies the low features, ``X_l·A_l``, with *no residual*
+  (the authors' code; the paper's Eq. 5 has one);
+* one 1×1 classifier per branch; both logit maps are upsampled bilinearly
+  (``align_corners=False``) to the input and added.
 
-From the authors' code (github.com/ggsDing/LANet, ``models/LANet.py``,
-``models/FCN_16s.py``; facts only, no code taken):
+Input (B, bands, H, W), normalized; output logits (B, classes, H, W). The pipeline pads H
+and W to multiples of 16; they must be ≥ 80 (PAM needs ceil(H/4) ≥ 20 and ceil(H/16) ≥ 4).
+The patch grid spans the tile, so the receptive field is unbounded. Layer shapes and numerics follow
+the authors' code, so their checkpoints load through :func:`lanet_key_map`. Registered
+config: 23,793,108 parameters, 65.96 GFLOPs at 512² (FlopCounterMode).
 
-* torchvision ResNet-50 with ``conv1`` re-created for ``in_channels``; layer4's 3×3 and
-  shortcut strides set to 1 with no dilation, so the encoder ends at 1/16 (the HEAD
-  commit imports ``FCN_16s``; the paper says 32 for Potsdam and 16 for Vaihingen,
-  ``FCN_32s`` has the same keys, see ``output_stride``);
-* ``head``: 1×1 conv 2048→128 (no bias) + BN + ReLU;
-* high PAM on the 128-ch head: reduction 16, pool window 4; low path: 1×1 conv 256→64
-  (with bias) + BN + ReLU, then PAM with reduction 8, window 20; PAM pooling is
-  ``adaptive_avg_pool2d`` to ``(h // win, w // win)`` and the gate is conv(bias) → BN →
-  ReLU → conv(bias) → sigmoid, bilinearly upsampled;
-* AEM: ``AvgPool2d(7, stride 1, pad 3)`` (zeros counted at borders) on the *detached*
-  PAM-enhanced high features, conv 128→8 → BN → ReLU → conv 8→64 → sigmoid, bilinear
-  upsample to 1/4; note the code has **no residual** here (``add_input=False``), unlike
-  Eq. 5, so the low features are just ``X_l * A_l`` — we follow the code so that the
-  authors' weights give the same logits;
-* every BN outside the ResNet uses ``momentum=0.95`` (PyTorch convention, so running
-  stats follow the last batch almost entirely); the ResNet BNs keep the default 0.1;
-* ``classifier0`` 64→C and ``classifier1`` 128→C, both 1×1 with bias; each score map is
-  bilinearly upsampled to the input size and the two are summed. The code returns
-  ``(high + low, high)`` for an auxiliary loss; we return only the sum.
-* ``F.upsample(mode='bilinear')`` without ``align_corners``: PyTorch ≥ 0.4.1 means
-  ``align_corners=False``, which we use.
-* ``FCN.classifier`` (1×1 128→128 + BN + ReLU + 1×1 128→C) exists in the checkpoint but
-  is never called; we do not build it (``lanet_key_map`` drops it).
-* Potsdam setup: 5 input bands R, G, B, IR, DSM (``*_RGBIR.tif`` + DSM), normalized as
-  ``(x - mean) / std`` on 0-255 with mean (85.8, 91.7, 84.9, 96.6, 47) and std
-  (35.8, 35.2, 36.5, 37, 55); ``num_classes = 6 + 1`` with class 0 = invalid
-  (ignored in the loss). A checkpoint trained with that code therefore has a
-  7-output classifier: build with ``class_names=("invalid",) + ISPRS_CLASSES`` (and 7
-  colours) and the 5-band ``in_bands``/``mean``/``std`` below.
-
-Size rule: PAM pools to ``(h // win, w // win)`` which must be ≥ 1. For input side H
-(feature sides are ceil(H/4) and ceil(H/16)): ceil(H/4) ≥ 20 and ceil(H/16) ≥ 4, i.e.
-H ≥ 77; rounded up to the size multiple 16 that is ``min_tile = 80``. The patch grid
-(hence the output) depends on the tile size, and a 1/4-scale patch spans 80+ input px,
-so there is no small bounded receptive field (``receptive_radius=None``).
-
-Initialisation fact (authors' ``FCN_res50``, for whoever trains this): the new ``conv1``
-starts random; for ``in_channels > 3`` only channels 3.. get copies of the ImageNet
-conv1 channels 0..in-4. Our builder returns random weights, as every rsinfer model.
-
-Cost, measured here with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
-multiply-add; it counts the convolutions only, not BN, pooling or interpolation), one
-512×512 image:
-
-* registered config (3 bands, 6 classes, output stride 16): 23,793,108 parameters
-  (95.2 MB as float32); 65.94 GFLOP counted = 32.97 G multiply-adds;
-* paper's Potsdam setting (5 bands, 7 classes, output stride 32): 23,799,574 parameters;
-  44.22 GFLOP counted = 22.11 G multiply-adds (5 bands at stride 16: 66.77 / 33.38).
-
-The paper's Table V (params in "MB", "FLOPS (GBPS)" per batch) did not survive in our
-copy of the text, so the figures could not be compared; the text only says LANet "does
-not significantly increase the calculations compared to the baseline FCN" (ResNet-50
-alone is 23.51 M parameters).
+Provenance and differences from the authors' code: docs/models/lanet.md
 """
 from __future__ import annotations
 
@@ -157,7 +106,7 @@ class PatchAttention(nn.Module):
 class AttentionEmbedding(nn.Module):
     """AEM: gate low-level features with local descriptors of the high-level ones.
 
-    No residual: the authors' code builds it with ``add_input=False`` (see module doc).
+    No residual: the authors' code builds it with ``add_input=False`` (docs/models/lanet.md).
     """
 
     def __init__(self, high_channels: int, low_channels: int, reduction: int = 16,
