@@ -34,6 +34,10 @@ from .tiling import Blend, Span, TileGrid
 ProgressFn = Callable[[int, int, int], None]
 
 
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
 class RowSink(Protocol):
     """Where finished rows go (a label writer): rows top to bottom, then a flush."""
 
@@ -56,6 +60,8 @@ class SegmentJob:
     keep_scores: bool = False  # the sink also takes the blended probabilities
     batch_size: BatchSize | None = None
     read_workers: int = 2
+    # Checked between batches: when set, the job stops reading and writes the rows it finished.
+    stop: StopFlag | None = None
 
     @property
     def output_rows(self) -> Span:
@@ -71,6 +77,7 @@ class JobStats:
     tiles: int = 0  # tiles the job covers
     tiles_skipped: int = 0  # tiles with no valid pixel, never sent to the model
     pixels: int = 0  # core pixels of the tiles done
+    stopped: bool = False  # the stop flag ended the job early
 
 
 class WriterThread:
@@ -113,7 +120,11 @@ class WriterThread:
 
 
 def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
-    """Run ``job`` and flush its sink; raises what the stages raise (one-line RsinferErrors for bad input)."""
+    """Run ``job`` and flush its sink; raises what the stages raise (one-line RsinferErrors for bad input).
+
+    When ``job.stop`` is set the job ends early (``stats.stopped``): the rows finished so
+    far are written, the rest are not.
+    """
     grid, info = job.grid, job.source
     tiles = list(grid.tiles_in_rows(job.tile_rows))
     stats = JobStats(tiles=len(tiles))
@@ -129,6 +140,9 @@ def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
         sink = WriterThread(job.sink)
         try:
             for item in batch_tiles(reader.iter_tiles(tiles, schedule=job.predictor.schedule), batch_size):
+                if job.stop is not None and job.stop.is_set():
+                    stats.stopped = True
+                    break
                 if isinstance(item, Batch):
                     probs = predict_halving_on_oom(job.predictor, batch_size, item)
                     valid = torch.from_numpy(item.valid)
@@ -148,7 +162,7 @@ def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
                     progress(tiles_done, stats.tiles, stats.pixels)
         finally:
             sink.close()
-        if not stitcher.done:
+        if not stitcher.done and not stats.stopped:
             raise RuntimeError("stitcher did not finish every row")
         job.sink.flush()
     return stats

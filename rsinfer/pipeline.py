@@ -1,14 +1,16 @@
 """``rsinfer segment`` as wiring: options → model, raster, backend, grid, predictor, writer → one job.
 
 Each piece is built by the module that owns it; :func:`run_segment` only connects them and
-runs the job (:mod:`rsinfer.job`) into a new output that is renamed into place when complete.
+runs the job (:mod:`rsinfer.job`) into the output's chunk store (:mod:`rsinfer.partial`),
+which becomes the output (zarr) or is assembled into it (GeoTIFF) once every row is done,
+verified, and renamed into place. An interrupted run keeps the store; ``resume`` continues it.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -19,15 +21,27 @@ from .backends.base import Backend
 from .backends.factory import BACKENDS, BackendName, backend_label, make_backend
 from .backends.torch_backend import PRECISIONS, Precision
 from .batching import Batch, BatchSize, auto_batch_size, parse_memory
-from .errors import ModelError
+from .errors import ModelError, RsinferError
+from .io.outputs import OutputLock, check_outputs, refuse_inputs_as_outputs, remove
 from .io.reader import TileData, gdal_cache_mb
-from .io.source import inspect_raster
-from .io.writers import OutputSpec, open_writer
+from .io.source import RasterInfo, inspect_raster
+from .io.writers import OutputSpec, assemble_geotiff, create_output, open_writer, output_format, probs_path
 from .job import JobStats, ProgressFn, SegmentJob, run_job
-from .loading import MODES, load_model
+from .loading import MODES, LoadedModel, load_model
 from .memory import peak_rss_mb
+from .partial import (
+    check_resumable,
+    input_identity,
+    remove_fingerprint,
+    remove_stray_files,
+    resume_row,
+    store_path,
+    weights_digest,
+    write_fingerprint,
+)
 from .predictors import Predictor, make_predictor
-from .tiling import BLENDS, Blend, TileGrid
+from .signals import StopRequest
+from .tiling import BLENDS, Blend, Span, TileGrid
 
 Mode = Literal["global-local", "global", "patch"]
 
@@ -58,6 +72,8 @@ class SegmentOptions:
     mode: Mode | None = None  # global-local models: global-local (default), global or patch
     backend: BackendName = "torch"
     onnx: str | None = None  # an exported graph; None: export and cache on first use
+    resume: bool = False  # continue the partial output an interrupted run of this job left
+    keep_partial: bool = True  # keep the partial output of an interrupted run (for resume)
 
     def __post_init__(self) -> None:
         for name, value, choices in (
@@ -90,6 +106,7 @@ class SegmentReport:
     backend: str = "torch"
     completed_rows: list = field(default_factory=list)
     weights: str = ""
+    resumed_from_row: int = 0  # 0, or where a resumed run took over from an interrupted one
 
     @property
     def megapixels(self) -> float:
@@ -100,9 +117,33 @@ class SegmentReport:
         return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
 
 
-def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> SegmentReport:
-    """Segment ``opts.input`` into ``opts.output``; raises RsinferError subclasses on bad input."""
+class JobInterrupted(RsinferError):
+    """A stop signal ended the run early; what was finished is kept for ``--resume``."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def output_paths(output: str, probs: bool) -> list[str]:
+    """Every file a segment job writes under its final names."""
+    if output_format(output) == "GTiff" and probs:
+        return [output, probs_path(output)]
+    return [output]
+
+
+def run_segment(
+    opts: SegmentOptions, progress: ProgressFn | None = None, stop: StopRequest | None = None
+) -> SegmentReport:
+    """Segment ``opts.input`` into ``opts.output``; raises RsinferError subclasses on bad input.
+
+    ``stop`` (see :func:`rsinfer.signals.stop_on_signals`) ends the run early with
+    :class:`JobInterrupted`, keeping the rows done for ``opts.resume``.
+    """
     start = time.perf_counter()
+    finals = output_paths(opts.output, opts.probs)
+    store = store_path(opts.output)
+    refuse_inputs_as_outputs([opts.input], [*finals, store])
     loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
     config = loaded.config
     mode = loaded.set_mode(opts.mode)
@@ -126,26 +167,27 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         model=config.name,
         weights=loaded.weights,
     )
+    check_outputs(finals, opts.overwrite)
     batch_size = BatchSize(choose_batch_size(opts.batch_size, opts.max_gpu_mem, predictor, grid, info))
     # The same GDAL cache for writing and the overviews as for the job itself.
     cache_mb = gdal_cache_mb(info, grid.tile_shape[0], config.num_classes if opts.probs else 0)
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), open_writer(spec) as writer:
-        job = SegmentJob(
-            source=info,
-            grid=grid,
-            predictor=predictor,
-            sink=writer,
-            num_classes=config.num_classes,
-            blend=opts.blend,
-            keep_scores=opts.probs,
-            batch_size=batch_size,
-            read_workers=opts.read_workers or max(1, min(4, (os.cpu_count() or 2))),
-        )
-        stats: JobStats = run_job(job, progress)
-        writer.commit()
+    with OutputLock(opts.output), rasterio.Env(GDAL_CACHEMAX=cache_mb):
+        store_spec = replace(spec, path=store)
+        first_row = open_store(store_spec, job_fingerprint(opts, info, loaded, mode), opts.resume, opts.overwrite)
+        try:
+            stats = _fill_and_commit(opts, spec, store_spec, info, grid, predictor, batch_size, first_row, progress, stop)
+        except KeyboardInterrupt:  # a second signal: keep what is done, as for the first
+            if not opts.keep_partial:
+                remove(store)
+            raise
+        except JobInterrupted:
+            raise
+        except BaseException:  # a failure: nothing of this run is left behind
+            remove(store)
+            raise
     return SegmentReport(
         input=info.path,
-        outputs=writer.final_paths,
+        outputs=finals,
         model=config.name,
         device=str(device),
         width=info.width,
@@ -157,8 +199,105 @@ def run_segment(opts: SegmentOptions, progress: ProgressFn | None = None) -> Seg
         seconds=time.perf_counter() - start,
         peak_rss_mb=peak_rss_mb(),
         backend=backend_label(backend),
-        completed_rows=[(r.start, r.stop) for r in writer.completed_rows],
+        completed_rows=[(0, info.height)],
         weights=loaded.weights,
+        resumed_from_row=first_row,
+    )
+
+
+def _fill_and_commit(
+    opts: SegmentOptions,
+    spec: OutputSpec,
+    store_spec: OutputSpec,
+    info: RasterInfo,
+    grid: TileGrid,
+    predictor: Predictor,
+    batch_size: BatchSize,
+    first_row: int,
+    progress: ProgressFn | None,
+    stop: StopRequest | None,
+) -> JobStats:
+    """Run the rows not yet in the store, then make the final output from it."""
+    stats = JobStats()
+    with open_writer(store_spec, "update") as writer:
+        if first_row < info.height:
+            job = SegmentJob(
+                source=info,
+                grid=grid,
+                predictor=predictor,
+                sink=writer,
+                num_classes=len(spec.class_names),
+                rows=Span(first_row, info.height),
+                blend=opts.blend,
+                keep_scores=opts.probs,
+                batch_size=batch_size,
+                read_workers=opts.read_workers or max(1, min(4, (os.cpu_count() or 2))),
+                stop=stop,
+            )
+            stats = run_job(job, progress)
+        if stats.stopped:
+            writer.close()
+            raise _interrupted(opts, store_spec.path, writer.completed_rows, info.height, stop)
+        remove_fingerprint(store_spec.path)
+        if spec.format == "zarr":
+            writer.commit(to=spec.path)
+            return stats
+        writer.close()
+    assemble_geotiff(store_spec, spec)
+    remove(store_spec.path)
+    return stats
+
+
+def job_fingerprint(opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel, mode: str | None) -> dict:
+    """What makes two runs produce the same output: a partial output resumes only under the same."""
+    return {
+        **input_identity(info.path),
+        "model": loaded.name,
+        "weights": loaded.weights,
+        "weights_sha256": weights_digest(loaded.module),
+        "tile": loaded.config.tile,
+        "overlap": loaded.config.overlap,
+        "blend": opts.blend,
+        "mode": mode,
+        "bands": list(info.bands),
+        "value_scale": info.value_scale,
+        "probs": opts.probs,
+        "backend": opts.backend,
+        "precision": opts.precision,
+        "format": output_format(opts.output),
+    }
+
+
+def open_store(store: OutputSpec, fingerprint: dict, resume: bool, overwrite: bool) -> int:
+    """Create the job's chunk store, or continue one an interrupted run left; the first row to produce."""
+    if os.path.lexists(store.path):
+        if resume:
+            check_resumable(store.path, fingerprint)
+            remove_stray_files(store.path)
+            with open_writer(store, "update") as existing:
+                done = existing.completed_rows
+                existing.close()
+            return resume_row(done, store.height, store.chunk)
+        if not overwrite:
+            raise RsinferError(
+                f"{store.path}: found a partial output from an interrupted run; --resume continues it, "
+                "--overwrite starts over"
+            )
+        remove(store.path)
+    create_output(store)
+    write_fingerprint(store.path, fingerprint)
+    return 0
+
+
+def _interrupted(opts: SegmentOptions, store: str, done: list[Span], height: int, stop) -> JobInterrupted:
+    rows = done[0].stop if done and done[0].start == 0 else 0
+    if opts.keep_partial:
+        what = f"partial output kept in {store}; rerun with --resume to continue"
+    else:
+        remove(store)
+        what = "partial output removed"
+    return JobInterrupted(
+        f"{opts.output}: interrupted by {stop.name} after {rows} of {height} rows; {what}", stop.exit_code
     )
 
 

@@ -1,4 +1,4 @@
-"""rsinfer.pipeline: options checked once; a failed or interrupted run leaves no output and no partial file."""
+"""rsinfer.pipeline: options checked once; a failed run leaves nothing, an interrupted one only its partial store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import rasterio
 
 from rsinfer.errors import ModelError
-from rsinfer.io.writers import GeoTiffWriter
+from rsinfer.io.writers import GeoTiffWriter, OutputError
+from rsinfer.partial import store_path
 from rsinfer.pipeline import SegmentOptions, run_segment
 
 
@@ -26,10 +27,12 @@ def test_options_are_checked_when_made(tmp_path, field, value):
 
 
 def leftovers(folder):
-    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name)
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name or p.name.endswith(".lock"))
 
 
-def test_an_interrupted_run_removes_its_partial_and_writes_nothing(make_raster, random_image, tmp_path):
+@pytest.mark.parametrize("keep", [True, False])
+def test_an_interrupted_run_writes_nothing_final_and_keeps_its_store_if_asked(make_raster, random_image, tmp_path,
+                                                                              keep):
     src = make_raster(random_image(400, 300))
     out = tmp_path / "labels.tif"
 
@@ -38,9 +41,9 @@ def test_an_interrupted_run_removes_its_partial_and_writes_nothing(make_raster, 
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_segment(options(src, out, probs=True), progress=interrupt)
+        run_segment(options(src, out, probs=True, keep_partial=keep), progress=interrupt)
     assert not out.exists() and not (tmp_path / "labels_probs.tif").exists()
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == ([store_path("labels.tif")] if keep else [])
 
 
 def test_a_failed_write_keeps_an_earlier_output_intact(make_raster, random_image, tmp_path, monkeypatch):
@@ -58,7 +61,7 @@ def test_a_failed_write_keeps_an_earlier_output_intact(make_raster, random_image
 
     real = GeoTiffWriter._write_block
     monkeypatch.setattr(GeoTiffWriter, "_write_block", fail_on_second_block)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OutputError, match=r"labels.tif: cannot write the output \(disk full\)"):
         run_segment(options(src, out, overwrite=True))
     assert out.read_bytes() == before and leftovers(tmp_path) == []
     with rasterio.open(out) as ds:

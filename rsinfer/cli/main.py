@@ -21,10 +21,11 @@ class RsinferGroup(click.Group):
         try:
             return super().invoke(ctx)
         except RsinferError as err:
-            click.echo(f"rsinfer: error: {err}", err=True)
-            ctx.exit(1)
+            code = getattr(err, "exit_code", 1)  # 128 + signal for a run a signal stopped
+            click.echo(f"rsinfer: {'error: ' if code == 1 else ''}{err}", err=True)
+            ctx.exit(code)
         except KeyboardInterrupt:
-            click.echo("rsinfer: interrupted; partial outputs removed", err=True)
+            click.echo("rsinfer: interrupted", err=True)
             ctx.exit(130)
 
 

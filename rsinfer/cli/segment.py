@@ -35,27 +35,33 @@ from rsinfer.cli.progress import TileProgress
 @click.option("--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory].")
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
+@click.option("--resume", is_flag=True,
+              help="Continue the partial output an interrupted run of the same job left (same bytes as one run).")
+@click.option("--keep-partial/--no-keep-partial", default=True, show_default=True,
+              help="On SIGINT/SIGTERM/SIGHUP, keep the rows done for --resume.")
 @options.quiet_opt
 def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
-            mode, backend, onnx_path, precision, max_gpu_mem, workers, overwrite, quiet):
+            mode, backend, onnx_path, precision, max_gpu_mem, workers, overwrite, resume, keep_partial, quiet):
     """Segment INPUT window by window with a model and write a label map to --output.
 
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
     input's CRS, transform and size; invalid input pixels (nodata, alpha, mask) are 255.
     """
     from rsinfer.pipeline import SegmentOptions, run_segment
+    from rsinfer.signals import stop_on_signals
 
     opts = SegmentOptions(
         input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
         overwrite=overwrite, value_scale=value_scale, read_workers=workers, mode=mode,
-        backend=backend, onnx=onnx_path, precision=precision, max_gpu_mem=max_gpu_mem,
+        backend=backend, onnx=onnx_path, precision=precision, max_gpu_mem=max_gpu_mem, resume=resume,
+        keep_partial=keep_partial,
     )
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        with TileProgress(disable=quiet) as progress:
-            report = run_segment(opts, progress=progress.update)
+        with TileProgress(disable=quiet) as progress, stop_on_signals() as stop:
+            report = run_segment(opts, progress=progress.update, stop=stop)
     if not quiet:
         click.echo(
             f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "

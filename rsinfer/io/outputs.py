@@ -7,13 +7,22 @@
 - :func:`commit`: the partial is moved onto the final name (a directory store is swapped in).
 - :func:`remove`: a partial (file or directory store) is removed after a failure.
 - :func:`atomic_outputs`: the three together for commands that write whole files at once.
+- :func:`refuse_inputs_as_outputs`: an output that is an input (a link to it included) is
+  refused, even with ``--overwrite``.
+- :class:`OutputLock`: ``<final>.lock`` names the job writing an output, so a second job
+  refuses at start; a lock left by a dead process is taken over.
+- :func:`describe_os_error`: "disk full", "permission denied"... for one-line messages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import shutil
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -45,8 +54,24 @@ def remove(path: PathLike) -> None:
         os.remove(path)
 
 
-def commit(partial: PathLike, final: PathLike) -> None:
-    """Move ``partial`` onto ``final``; a directory target is moved aside first, then removed."""
+def commit(partial: PathLike, final: PathLike, overwrite: bool = True) -> None:
+    """Move ``partial`` onto ``final``; a directory target is moved aside first, then removed.
+
+    Without ``overwrite`` a final that appeared while the job ran (another job's) is kept
+    and this commit refused: the check runs again here, not only at start.
+    """
+    if not overwrite:
+        if os.path.isdir(partial):
+            if os.path.lexists(final):
+                raise RsinferError(f"{final}: output appeared while this job ran; pass --overwrite to replace it")
+            os.rename(partial, final)
+        else:
+            try:
+                os.link(partial, final)  # fails if final exists: no window between check and rename
+            except FileExistsError:
+                raise RsinferError(f"{final}: output appeared while this job ran; pass --overwrite to replace it") from None
+            os.remove(partial)
+        return
     if os.path.isdir(final) and not os.path.islink(final):
         old = f"{os.fspath(final)}.old-{os.getpid()}"
         os.rename(final, old)
@@ -79,3 +104,111 @@ def atomic_outputs(paths: Sequence[PathLike], overwrite: bool, check: bool = Tru
     finally:  # what a failed rename left behind
         for partial in partials:
             remove(partial)
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` are one file: the same path, a symlink or a hard link to it."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_inputs_as_outputs(inputs: Sequence[PathLike], outputs: Sequence[PathLike]) -> None:
+    """Refuse, before anything is opened, an output that would replace one of the inputs."""
+    for out in outputs:
+        for inp in inputs:
+            if same_file(inp, out):
+                raise RsinferError(f"{out}: this output is the input {inp}; choose another output name")
+
+
+def describe_os_error(err: BaseException) -> str:
+    """A short cause for a failed write: "disk full", "permission denied", ... or the error's first line."""
+    causes = {
+        errno.ENOSPC: "disk full",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+    }
+    if isinstance(err, OSError) and err.errno in causes:
+        return causes[err.errno]
+    text = str(err)
+    for needle, cause in (("No space left", "disk full"), ("Permission denied", "permission denied"),
+                          ("Read-only file system", "read-only file system")):
+        if needle in text:
+            return cause
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+class OutputLock:
+    """An exclusive lock beside an output, ``<final>.lock``, holding the writer's pid and host.
+
+    A second job writing the same output refuses at start with the holder named. A lock
+    whose process is gone (same host, pid not running) is stale and taken over.
+    """
+
+    def __init__(self, final: PathLike):
+        self.final = os.fspath(final)
+        self.path = f"{self.final}.lock"
+        self._held = False
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.holder()
+                if holder is not None and not _is_stale(holder):
+                    raise RsinferError(
+                        f"{self.final}: another job is writing this output (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('since')}); wait for it to finish"
+                    ) from None
+                # Stale (its process is gone) or unreadable: move it aside and try again.
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self.path, f"{self.path}.stale-{os.getpid()}")
+                    os.remove(f"{self.path}.stale-{os.getpid()}")
+                continue
+            except OSError as err:
+                raise RsinferError(f"{self.final}: cannot create {self.path} ({describe_os_error(err)})") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self._held = True
+            return
+        raise RsinferError(f"{self.final}: cannot take the lock {self.path}")
+
+    def holder(self) -> dict | None:
+        try:
+            with open(self.path) as f:
+                value = json.load(f)
+            return value if isinstance(value, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self._held:
+            remove(self.path)
+            self._held = False
+
+
+def _is_stale(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return False  # another machine's job: we cannot tell, so it stands
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

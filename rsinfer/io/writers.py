@@ -13,8 +13,12 @@ zarr writer also stores that record in the store, which is what resuming builds 
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +28,11 @@ import numpy as np
 from ..errors import RsinferError
 from ..tiling import Span
 from .labelmap import NODATA_LABEL, FinishedRows, class_name_tags, colour_table
-from .outputs import check_outputs, commit, partial_path, remove
+from .outputs import check_outputs, commit, describe_os_error, partial_path, remove
+
+
+class OutputError(RsinferError):
+    """An output could not be written (full disk, no permission, a failed GDAL write)."""
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -120,23 +128,52 @@ class LabelWriter(ABC):
         if rows.rows.start != self._pending_top + sum(r.rows.size for r in self._pending):
             raise RuntimeError("rows must arrive top to bottom without gaps")
         self._pending.append(rows)
-        self._drain(final=rows.rows.stop >= self.spec.height)
+        with self._failures_named():
+            self._drain(final=rows.rows.stop >= self.spec.height)
 
     def flush(self) -> None:
         """Write the rows still buffered (the end of a job that stops above the last row)."""
-        self._drain(final=True)
+        with self._failures_named():
+            self._drain(final=True)
 
-    def commit(self) -> None:
-        """Finish the file (overviews, metadata) and move it onto its real name."""
-        if self.mode != "new":
-            raise RuntimeError(f"a writer in {self.mode} mode has nothing to commit")
-        self._drain(final=True)
-        if self.completed_rows != [Span(0, self.spec.height)]:
-            raise RuntimeError("commit before every row was written")
-        self._finish()
-        for partial, final in zip(self.partial_paths, self.final_paths):
-            commit(partial, final)
+    def commit(self, to: str | None = None) -> None:
+        """Finish the output (overviews, metadata), check it reads back, and move it onto its real name.
+
+        A ``new`` output moves from its partial name onto ``spec.path``; an ``update``d
+        store (a finished partial store) moves onto ``to``. Nothing is moved unless every
+        row was written and the files read back; a failure is one RsinferError naming the
+        output and the cause (e.g. "disk full").
+        """
+        if self.mode == "new" and to is None:
+            pairs = list(zip(self.partial_paths, self.final_paths, strict=True))
+        elif self.mode == "update" and to is not None:
+            pairs = [(self.spec.path, to)]
+        else:
+            raise RuntimeError(f"a writer in {self.mode} mode cannot commit {'to ' + to if to else ''}")
+        with self._failures_named():
+            self._drain(final=True)
+            if self.completed_rows != [Span(0, self.spec.height)]:
+                raise RuntimeError("commit before every row was written")
+            self._finish()
+            for path in self.partial_paths:
+                self._verify(path)
+            for partial, final in pairs:
+                commit(partial, final, overwrite=self.spec.overwrite)
         self._committed = True
+
+    @contextlib.contextmanager
+    def _failures_named(self) -> Iterator[None]:
+        """Errors of the storage (full disk, permissions, GDAL write failures) as one line naming the output."""
+        from rasterio._err import CPLE_BaseError
+        from rasterio.errors import RasterioError
+
+        try:
+            yield
+        except RsinferError:
+            raise
+        except (OSError, RasterioError, CPLE_BaseError) as err:
+            cause = describe_os_error(err)
+            raise OutputError(f"{self.spec.path}: cannot write the output ({cause})") from err
 
     def abort(self) -> None:
         """Close; in ``new`` mode also remove the partial files (an update leaves its output)."""
@@ -210,6 +247,10 @@ class LabelWriter(ABC):
 
     @abstractmethod
     def _finish(self) -> None: ...
+
+    @abstractmethod
+    def _verify(self, path: str) -> None:
+        """Re-open a finished file and read its last block (of every level): raise if it does not read."""
 
     def _close(self) -> None:
         """Close open datasets (formats that hold any)."""
@@ -288,6 +329,7 @@ class GeoTiffWriter(LabelWriter):
         dst.update_tags(SOURCE=s.source, MODEL=s.model, WEIGHTS=s.weights, SOFTWARE="rsinfer")
         factors = overview_factors(s.width, s.height)
         if factors:
+            _check_room_for_overviews(self.partial_paths)
             dst.build_overviews(factors, Resampling.mode)
             dst.update_tags(ns="rio_overview", resampling="mode")
         if self._probs is not None:
@@ -304,6 +346,23 @@ class GeoTiffWriter(LabelWriter):
             ds = getattr(self, name, None)
             if ds is not None and not ds.closed:
                 ds.close()
+
+    def _verify(self, path: str) -> None:
+        import rasterio
+        from rasterio.windows import Window
+
+        s = self.spec
+        factors = overview_factors(s.width, s.height)
+        with rasterio.open(path) as ds:
+            if (ds.width, ds.height) != (s.width, s.height) or ds.overviews(1) != factors:
+                raise OutputError(f"{path}: the written file is not the one asked for (size or overviews)")
+            levels = len(factors)
+        # The last block of each level was written last: a truncated file fails to read it.
+        for level in [None, *range(levels)]:
+            with rasterio.open(path, overview_level=level) as ds:
+                bh, bw = ds.block_shapes[0]
+                y, x = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+                ds.read(window=Window(x, y, ds.width - x, ds.height - y))
 
 
 class ZarrWriter(LabelWriter):
@@ -371,6 +430,16 @@ class ZarrWriter(LabelWriter):
         if self._probs is not None:
             self._probs[:, r, :] = block.scores
 
+    def _verify(self, path: str) -> None:
+        import zarr
+
+        group = zarr.open_group(path, mode="r")
+        for name in ("labels", "probs") if self.spec.with_probs else ("labels",):
+            array = group[name]
+            if array.shape[-2:] != (self.spec.height, self.spec.width):
+                raise OutputError(f"{path}: the written {name} array is not the size asked for")
+            array[..., -1:, -1:]  # the last chunk reads back
+
     def _record_progress(self) -> None:
         meta = dict(self._group.attrs["rsinfer"])
         meta["completed_rows"] = [[r.start, r.stop] for r in self.completed_rows]
@@ -393,6 +462,32 @@ def open_writer(spec: OutputSpec, mode: WriteMode = "new") -> LabelWriter:
     """The writer for ``spec``'s format (see :class:`LabelWriter` for the modes)."""
     writer_class: type[LabelWriter] = {"GTiff": GeoTiffWriter, "zarr": ZarrWriter}[spec.format]
     return writer_class(spec, mode)
+
+
+def _check_room_for_overviews(paths: list[str]) -> None:
+    """Refuse to build overviews on a disk that cannot hold them: GDAL can crash, not fail,
+    when the disk fills while it builds them. They take about a third of the file."""
+    need = sum(os.path.getsize(p) for p in paths if os.path.exists(p)) // 3 + 16 * 2**20
+    free = shutil.disk_usage(Path(paths[0]).parent).free
+    if free < need:
+        raise OSError(28, f"No space left on device for overviews ({free / 2**20:.0f} MiB free, need {need / 2**20:.0f})")
+
+
+def assemble_geotiff(store: OutputSpec, spec: OutputSpec) -> list[str]:
+    """Write the GeoTIFF output(s) of ``spec`` from a finished chunk store, block row by block row
+    (memory: one block row), verify them and move them onto their names."""
+    import zarr
+
+    group = zarr.open_group(store.path, mode="r")
+    labels = group["labels"]
+    probs = group["probs"] if spec.with_probs else None
+    with open_writer(spec) as writer:
+        for y in range(0, spec.height, GeoTiffWriter.BLOCK):
+            rows = Span(y, min(spec.height, y + GeoTiffWriter.BLOCK))
+            scores = None if probs is None else np.asarray(probs[:, rows.start : rows.stop])
+            writer.write(FinishedRows(rows, np.asarray(labels[rows.start : rows.stop]), scores))
+        writer.commit()
+    return writer.final_paths
 
 
 def create_output(spec: OutputSpec) -> None:

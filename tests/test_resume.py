@@ -1,0 +1,115 @@
+"""Interrupted jobs resume to identical bytes: SIGKILL at random points, SIGTERM, and what --resume refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rsinfer.cli.main import main
+from rsinfer.partial import store_path
+
+SEGMENT = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32",
+           "--batch-size", "1", "--workers", "1", "--device", "cpu", "--probs"]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A 1400-row scene: 11 chunk rows of 128 at tile 128."""
+    folder = tmp_path_factory.mktemp("scene")
+    subprocess.run([sys.executable, "-m", "rsinfer.cli.main", "synth", str(folder / "s.tif"), "--size", "600x1400",
+                    "--seed", "5", "-q"], check=True)
+    return folder / "s.tif"
+
+
+def completed_rows(store: str) -> int:
+    try:
+        meta = json.loads((Path(store) / "zarr.json").read_text())["attributes"]["rsinfer"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    done = meta.get("completed_rows") or [[0, 0]]
+    return done[0][1] if done[0][0] == 0 else 0
+
+
+def kill_when(scene: Path, out: Path, rows: int, timeout: float = 120) -> None:
+    """Start segment in a process of its own and SIGKILL it once ``rows`` rows are in its store."""
+    proc = subprocess.Popen([sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out),
+                             *SEGMENT, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store, deadline = store_path(out), time.monotonic() + timeout
+    try:
+        while completed_rows(store) < rows and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,seed", [("tif", 1), ("tif", 2), ("tif", 3), ("zarr", 4), ("zarr", 5)])
+def test_sigkill_at_a_random_point_then_resume_gives_the_clean_runs_bytes(scene, tmp_path, runner, fmt, seed):
+    clean = tmp_path / f"clean.{fmt}"
+    assert runner.invoke(main, ["segment", str(scene), "-o", str(clean), *SEGMENT, "-q"]).exit_code == 0
+    rows = random.Random(seed).randrange(128, 1400 - 128)  # somewhere inside the scene
+    out = tmp_path / f"killed.{fmt}"
+    kill_when(scene, out, rows)
+    store = store_path(out)
+    assert not out.exists() and os.path.isdir(store)  # nothing under the final name, the store kept
+    refused = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q"])
+    assert refused.exit_code == 1 and "--resume continues it" in refused.output
+    res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert _same_bytes(out, clean)
+    assert not os.path.exists(store) and not os.path.exists(f"{out}.lock")
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Byte equality of two outputs (a GeoTIFF and its probabilities, or every file of a zarr store)."""
+    if a.is_file():
+        pa = [a, a.with_name(a.stem + "_probs" + a.suffix)]
+        pb = [b, b.with_name(b.stem + "_probs" + b.suffix)]
+        return all(x.read_bytes() == y.read_bytes() for x, y in zip(pa, pb, strict=True))
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
+
+
+def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, tmp_path, runner):
+    clean = tmp_path / "clean.zarr"
+    assert runner.invoke(main, ["segment", str(scene), "-o", str(clean), *SEGMENT, "-q"]).exit_code == 0
+    out = tmp_path / "term.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out),
+                             *SEGMENT, "-q"], stderr=subprocess.PIPE, text=True)
+    store = store_path(out)
+    deadline = time.monotonic() + 120
+    while completed_rows(store) < 256 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted by SIGTERM after" in lines[0] and "--resume" in lines[0]
+    assert completed_rows(store) >= 256 and not out.exists()
+    res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert _same_bytes(out, clean)
+
+
+def test_resume_refuses_a_partial_output_of_another_job(scene, tmp_path, runner):
+    out = tmp_path / "o.tif"
+    store = Path(store_path(out))
+    kill_when_first_rows = ["segment", str(scene), "-o", str(out), *SEGMENT, "-q"]
+    kill_when(scene, out, 128)
+    assert store.is_dir()
+    res = runner.invoke(main, [*kill_when_first_rows[:-1], "--overlap", "16", "--resume", "-q"])
+    assert res.exit_code == 1
+    assert "cannot resume" in res.output and "overlap: 32 → 16" in res.output
+    assert store.is_dir()  # a refusal removes nothing
+    res = runner.invoke(main, [*kill_when_first_rows, "--overwrite"])  # starts over
+    assert res.exit_code == 0 and out.exists() and not store.exists()
