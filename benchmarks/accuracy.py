@@ -9,6 +9,7 @@ models are also run in each ``--mode`` (patch, global, global-local): the accura
 the patch-vs-global table. The scene's seed is none of the training seeds
 (scripts/train_demo_weights.py), so its city layout was never seen in training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,13 @@ def score(scene: Path, labels: Path, out: Path, **options) -> dict:
     result = evaluate_rasters(out, labels)
     # No memory column: peak RSS is the process's, so later runs would inherit earlier peaks
     # (`rsinfer bench memory` measures memory, one process per configuration).
-    return {"miou": result.miou, "oa": result.oa, "mean_f1": result.mean_f1, "seconds": report.seconds,
-            "iou": dict(zip(result.class_names, (None if v != v else float(v) for v in result.iou)))}
+    return {
+        "miou": result.miou,
+        "oa": result.oa,
+        "mean_f1": result.mean_f1,
+        "seconds": report.seconds,
+        "iou": dict(zip(result.class_names, (None if v != v else float(v) for v in result.iou))),
+    }
 
 
 def runs_for(name: str, size: int, tiling: dict) -> list[tuple[str, dict]]:
@@ -46,9 +52,12 @@ def runs_for(name: str, size: int, tiling: dict) -> list[tuple[str, dict]]:
     """
     whole = dict(tile=size, overlap=0, batch_size=1)
     if get_config(name).is_global_local:
-        return [("tiled patch", dict(mode="patch", **tiling)), ("tiled global", dict(mode="global", **tiling)),
-                ("tiled global-local", dict(mode="global-local", **tiling)),
-                ("whole global-local", dict(mode="global-local", **whole))]
+        return [
+            ("tiled patch", dict(mode="patch", **tiling)),
+            ("tiled global", dict(mode="global", **tiling)),
+            ("tiled global-local", dict(mode="global-local", **tiling)),
+            ("whole global-local", dict(mode="global-local", **whole)),
+        ]
     return [("tiled", tiling), ("whole", whole)]
 
 
@@ -72,14 +81,24 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models or demo_models():
         tiling = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
         for label, options in runs_for(name, args.size, tiling):
-            row = {"model": name, "run": label, **score(scene, labels, args.work / f"{name}-{label.replace(' ', '-')}.tif",
-                                                         model=name, **options)}
+            row = {
+                "model": name,
+                "run": label,
+                **score(scene, labels, args.work / f"{name}-{label.replace(' ', '-')}.tif", model=name, **options),
+            }
             rows.append(row)
-            print(f"| {name} | {label} | {100 * row['miou']:.2f} | {100 * row['oa']:.2f} | {100 * row['mean_f1']:.2f} "
-                  f"| {row['seconds']:.0f} |", flush=True)
+            print(
+                f"| {name} | {label} | {100 * row['miou']:.2f} | {100 * row['oa']:.2f} | {100 * row['mean_f1']:.2f} "
+                f"| {row['seconds']:.0f} |",
+                flush=True,
+            )
     if args.json:
-        meta = {"command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]), "size": args.size,
-                "seed": args.seed, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+        meta = {
+            "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
+            "size": args.size,
+            "seed": args.seed,
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        }
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 

@@ -7,6 +7,7 @@ backend with the data already in memory (on the device for CUDA): no reading, st
 writing. End-to-end segments a synthetic scene of ``--size``² with crop blending and zero
 overlap, so both process the same pixels. 1.0 means the pipeline adds nothing around the model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,11 +61,33 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     scene = work / f"scene_{args.size}.tif"
     if not scene.exists():
-        subprocess.run([sys.executable, "-m", "rsinfer.cli.main", "synth", str(scene), "--size",
-                        f"{args.size}x{args.size}", "--seed", "1", "-q"], check=True)
-    opts = SegmentOptions(input=str(scene), output=str(work / f"eff_{args.model}.tif"), model=args.model,
-                          tile=args.tile, overlap=0, batch_size=args.batch_size, device=args.device,
-                          precision=args.precision, backend=args.backend, overwrite=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rsinfer.cli.main",
+                "synth",
+                str(scene),
+                "--size",
+                f"{args.size}x{args.size}",
+                "--seed",
+                "1",
+                "-q",
+            ],
+            check=True,
+        )
+    opts = SegmentOptions(
+        input=str(scene),
+        output=str(work / f"eff_{args.model}.tif"),
+        model=args.model,
+        tile=args.tile,
+        overlap=0,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        backend=args.backend,
+        overwrite=True,
+    )
     torch.manual_seed(0)
     report = run_segment(opts)
     end_to_end = report.megapixels / report.seconds
@@ -78,8 +101,10 @@ def main() -> None:
     seconds = model_only(backend, report.tiles, args.batch_size, config.num_bands, args.tile)
     model_mpx = report.tiles * args.tile * args.tile / 1e6 / seconds
 
-    print(f"model {args.model}, {args.size}² scene, tile {args.tile}, batch {args.batch_size}, {args.precision}, "
-          f"{device}, {os.cpu_count()} CPU cores")
+    print(
+        f"model {args.model}, {args.size}² scene, tile {args.tile}, batch {args.batch_size}, {args.precision}, "
+        f"{device}, {os.cpu_count()} CPU cores"
+    )
     print("| measurement | Mpx/s |")
     print("|---|---|")
     print(f"| end-to-end `segment` (read, batch, model, stitch, write) | {end_to_end:.3f} |")

@@ -7,6 +7,7 @@ Each scene is made with ``rsinfer synth`` (once; reused when present in --workdi
 segmented by ``rsinfer segment`` in its own process, so each peak RSS is that run's
 alone. The point: peak memory must not grow with the raster.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def run_one(scene: Path, out: Path, model: str, device: str, batch: int, blend: str, mode: str | None) -> dict:
@@ -72,16 +75,32 @@ def main() -> None:
         scene = work / f"scene_{size}.tif"
         if not scene.exists():
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "rsinfer.cli.main", "synth", str(scene), "--size", f"{size}x{size}",
-                            "--seed", "1", "--quiet"], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "rsinfer.cli.main",
+                    "synth",
+                    str(scene),
+                    "--size",
+                    f"{size}x{size}",
+                    "--seed",
+                    "1",
+                    "--quiet",
+                ],
+                check=True,
+            )
             print(f"synth {size}x{size}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for mode in args.modes:
             out = work / f"labels_{size}_{args.model}_{mode or 'default'}.tif"
             r = run_one(scene, out, args.model, args.device, args.batch_size, args.blend, mode)
             r.update(size=size, mode=mode or "-")
             rows.append(r)
-            print(f"{size}x{size} {mode or ''}: {r['seconds']:.1f} s, {r['mpx_per_s']:.2f} Mpx/s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+            print(
+                f"{size}x{size} {mode or ''}: {r['seconds']:.1f} s, {r['mpx_per_s']:.2f} Mpx/s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
 
     print(f"\nMachine: {machine()}")
     print(f"Model {args.model}, blend {args.blend}, batch {args.batch_size}, device {rows[0]['device']}\n")
@@ -89,8 +108,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         cuda = "-" if r["cuda_peak_mb"] is None else f"{r['cuda_peak_mb']:.0f}"
-        print(f"| {r['size']}×{r['size']} | {r['mode']} | {r['tiles']} | {r['seconds']:.1f} | {r['mpx_per_s']:.3f} | "
-              f"{r['peak_rss_mb']:.0f} | {cuda} |")
+        print(
+            f"| {r['size']}×{r['size']} | {r['mode']} | {r['tiles']} | {r['seconds']:.1f} | {r['mpx_per_s']:.3f} | "
+            f"{r['peak_rss_mb']:.0f} | {cuda} |"
+        )
     if len(args.sizes) > 1:
         base = rows[0]["peak_rss_mb"]
         print(f"\nPeak RSS of the largest run is {rows[-1]['peak_rss_mb'] / base:.2f}× the smallest's.")

@@ -22,6 +22,7 @@ with unmasked zero tokens, as in the authors' code. The authors' mmseg checkpoin
 
 Provenance and differences from the authors' code: docs/models/ammunet.md
 """
+
 from __future__ import annotations
 
 import re
@@ -75,8 +76,7 @@ class ConvBNReLU(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
-                              padding=kernel_size // 2, bias=False)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
 
@@ -123,21 +123,19 @@ class MergedAttention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.level = level
         self.window = base_window << level
         group_side = base_window if level == 0 else 2
-        self.group_size = group_side ** 2
-        self.num_groups = self.window ** 2 // self.group_size
+        self.group_size = group_side**2
+        self.num_groups = self.window**2 // self.group_size
 
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         # Zeros like the authors' PosBias; a checkpoint overwrites it.
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * group_side - 1) ** 2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * group_side - 1) ** 2, num_heads))
         # Derived from the window sizes, so rebuilt here rather than stored in checkpoints.
-        self.register_buffer("relative_position_index", relative_position_index(group_side),
-                             persistent=False)
+        self.register_buffer("relative_position_index", relative_position_index(group_side), persistent=False)
         # (1 - E) of eq. 7: keeps everything but each group's diagonal.
         self.register_buffer("off_diagonal", 1.0 - torch.eye(self.group_size), persistent=False)
         if level > 0:
@@ -151,8 +149,7 @@ class MergedAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1).unsqueeze(1)
 
-    def forward(self, x: torch.Tensor, maps: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``x``: (B, H, W, C) layer-normed tokens; returns (B, H, W, C) and the maps."""
         b, h, w, c = x.shape
         ws = self.window
@@ -170,8 +167,7 @@ class MergedAttention(nn.Module):
         out = out.reshape(b, rows * ws, cols * ws, c)
         return out[:, :h, :w], maps
 
-    def attend(self, x: torch.Tensor, maps: list[torch.Tensor]
-               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def attend(self, x: torch.Tensor, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``x``: (windows·B, N, C) in hierarchical order."""
         bw, n, c = x.shape
         heads, d = self.num_heads, self.head_dim
@@ -201,16 +197,14 @@ class MergedAttention(nn.Module):
 class AttentionBlock(nn.Module):
     """Pre-LN block on a (B, C, H, W) map: LN → attention → +x; LN → FFN → +x."""
 
-    def __init__(self, dim: int, num_heads: int, base_window: int, level: int,
-                 mlp_ratio: int = 4):
+    def __init__(self, dim: int, num_heads: int, base_window: int, level: int, mlp_ratio: int = 4):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MergedAttention(dim, num_heads, base_window, level)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, dim * mlp_ratio)
 
-    def forward(self, x: torch.Tensor, maps: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         t = x.permute(0, 2, 3, 1)
         a, maps = self.attn(self.norm1(t), maps)
         t = t + a
@@ -221,9 +215,16 @@ class AttentionBlock(nn.Module):
 class AMMUNetDecoder(nn.Module):
     """The authors' ``AMMUNetHead`` minus its dead modules; logits at 1/4."""
 
-    def __init__(self, encoder_channels: tuple[int, int, int, int], num_classes: int,
-                 channels: int = 256, num_heads: int = 8, base_window: int = 16,
-                 mlp_ratio: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        encoder_channels: tuple[int, int, int, int],
+        num_classes: int,
+        channels: int = 256,
+        num_heads: int = 8,
+        base_window: int = 16,
+        mlp_ratio: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         c2, c3, c4, c5 = encoder_channels
         self.pre_conv = ConvBNReLU(c5, channels, 1)
@@ -253,38 +254,51 @@ class AMMUNet(nn.Module):
     window side (16 in the paper; the deeper windows are 2× and 4× it).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6, channels: int = 256,
-                 num_heads: int = 8, base_window: int = 16, mlp_ratio: int = 4,
-                 dropout: float = 0.1, backbone: nn.Module | None = None,
-                 encoder_channels: tuple[int, int, int, int] = ENCODER_CHANNELS):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 6,
+        channels: int = 256,
+        num_heads: int = 8,
+        base_window: int = 16,
+        mlp_ratio: int = 4,
+        dropout: float = 0.1,
+        backbone: nn.Module | None = None,
+        encoder_channels: tuple[int, int, int, int] = ENCODER_CHANNELS,
+    ):
         super().__init__()
         if backbone is None:
-            backbone = resnet50_v1c(in_channels=in_channels, strides=ENCODER_STRIDES,
-                                    dilations=ENCODER_DILATIONS, contract_dilation=True)
+            backbone = resnet50_v1c(
+                in_channels=in_channels, strides=ENCODER_STRIDES, dilations=ENCODER_DILATIONS, contract_dilation=True
+            )
         self.backbone = backbone
-        self.decoder = AMMUNetDecoder(encoder_channels, num_classes, channels, num_heads,
-                                      base_window, mlp_ratio, dropout)
+        self.decoder = AMMUNetDecoder(
+            encoder_channels, num_classes, channels, num_heads, base_window, mlp_ratio, dropout
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         # Shape check only; skipped while tracing, where it would freeze into a constant.
         if not torch.jit.is_tracing() and (h % SIZE_MULTIPLE or w % SIZE_MULTIPLE):
-            raise ValueError(f"AMMUNet needs H and W that are multiples of {SIZE_MULTIPLE}, "
-                             f"got {h}x{w}; pad the tile first")
+            raise ValueError(
+                f"AMMUNet needs H and W that are multiples of {SIZE_MULTIPLE}, got {h}x{w}; pad the tile first"
+            )
         logits = self.decoder(self.backbone(x))
         return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
 
 
 # Authors' mmseg key → ours. Rules apply in order; the first match wins.
 _DROPPED_KEYS = re.compile(
-    r"^(auxiliary_head\."                        # training-only FCN head on c3
-    r"|decode_head\.(p0|fr)\."                   # built but never called in forward
-    r"|decode_head\.p\d\.weights$"               # WF fusion weights, unused by the concat
+    r"^(auxiliary_head\."  # training-only FCN head on c3
+    r"|decode_head\.(p0|fr)\."  # built but never called in forward
+    r"|decode_head\.p\d\.weights$"  # WF fusion weights, unused by the concat
     r"|decode_head\.pb\d\.relative_position_index_\d$)"  # rebuilt at init
 )
 _RENAMES = (
-    (re.compile(r"^decode_head\.pb(\d)\.relative_position_bias_table$"),
-     r"decoder.b\1.attn.relative_position_bias_table"),
+    (
+        re.compile(r"^decode_head\.pb(\d)\.relative_position_bias_table$"),
+        r"decoder.b\1.attn.relative_position_bias_table",
+    ),
     (re.compile(r"^decode_head\.(b\d)\.attn\.w_msa\."), r"decoder.\1.attn."),
     (re.compile(r"^decode_head\.(b\d)\.ffn\.layers\.0\.0\."), r"decoder.\1.ffn.fc1."),
     (re.compile(r"^decode_head\.(b\d)\.ffn\.layers\.1\."), r"decoder.\1.ffn.fc2."),
@@ -341,8 +355,19 @@ def ammunet_lite(config: ModelConfig, width: int = 32, **kwargs) -> AMMUNet:
 
     The encoder keeps the paper's strides and dilations, so only widths differ.
     """
-    backbone = resnet18_lite(width, in_channels=config.num_bands, deep_stem=True, strides=ENCODER_STRIDES,
-                             dilations=ENCODER_DILATIONS, contract_dilation=True)
+    backbone = resnet18_lite(
+        width,
+        in_channels=config.num_bands,
+        deep_stem=True,
+        strides=ENCODER_STRIDES,
+        dilations=ENCODER_DILATIONS,
+        contract_dilation=True,
+    )
     lite = dict(channels=64, num_heads=4, base_window=8)
-    return AMMUNet(in_channels=config.num_bands, num_classes=config.num_classes, backbone=backbone,
-                   encoder_channels=backbone.out_channels, **{**lite, **kwargs})
+    return AMMUNet(
+        in_channels=config.num_bands,
+        num_classes=config.num_classes,
+        backbone=backbone,
+        encoder_channels=backbone.out_channels,
+        **{**lite, **kwargs},
+    )

@@ -18,9 +18,10 @@ Parameters and GFLOPs at 512², 3 bands, 6 classes: :data:`COMPLEXITY_512`.
 Per-model notes, differences from the papers, export details and costs:
 docs/models/baselines.md
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -46,6 +47,7 @@ PSP_BINS = (1, 2, 3, 6)
 
 # --- shared bits -----------------------------------------------------------------------------
 
+
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """``kernel``×``kernel`` conv (no bias, "same" padding) → BN → ReLU."""
     return nn.Sequential(
@@ -67,8 +69,7 @@ def dilated_resnet50(in_channels: int, output_stride: int) -> ResNet:
         strides, dilations = (1, 2, 2, 1), (1, 1, 1, 2)
     else:
         raise ValueError("output_stride must be 8 or 16")
-    return ResNet((3, 4, 6, 3), in_channels=in_channels, strides=strides, dilations=dilations,
-                  contract_dilation=True)
+    return ResNet((3, 4, 6, 3), in_channels=in_channels, strides=strides, dilations=dilations, contract_dilation=True)
 
 
 # VGG16 configuration "D": conv widths per block, each block ending in a 2×2 max pool.
@@ -122,6 +123,7 @@ def bilinear_kernel_(deconv: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
 
 # --- UNet --------------------------------------------------------------------------------------
 
+
 class UNet(nn.Module):
     """UNet (Ronneberger et al., MICCAI 2015): 4 down / 4 up, widths 64-128-256-512-1024.
 
@@ -159,6 +161,7 @@ class UNet(nn.Module):
 
 # --- pyramid pooling (PSPNet, ICNet) -----------------------------------------------------------
 
+
 def pyramid_pooled(x: torch.Tensor, bins: Sequence[int]) -> list[torch.Tensor]:
     """``adaptive_avg_pool2d(x, (b, b))`` for each bin count, in exportable (matrix) form."""
     return [adaptive_avg_pool2d(x, (b, b)) for b in bins]
@@ -181,16 +184,17 @@ class PyramidPooling(nn.Module):
 
 # --- ICNet -------------------------------------------------------------------------------------
 
+
 class CascadeFeatureFusion(nn.Module):
     """ICNet's CFF unit: low-res F1 ×2 bilinear → 3×3 conv dilation 2 → BN; high-res F2 →
     1×1 conv → BN; sum → ReLU. (The unit's auxiliary classifier is training-only.)"""
 
     def __init__(self, low_channels: int, high_channels: int, out_channels: int = 128):
         super().__init__()
-        self.low = nn.Sequential(nn.Conv2d(low_channels, out_channels, 3, padding=2, dilation=2, bias=False),
-                                 nn.BatchNorm2d(out_channels))
-        self.high = nn.Sequential(nn.Conv2d(high_channels, out_channels, 1, bias=False),
-                                  nn.BatchNorm2d(out_channels))
+        self.low = nn.Sequential(
+            nn.Conv2d(low_channels, out_channels, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(out_channels)
+        )
+        self.high = nn.Sequential(nn.Conv2d(high_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         return F.relu(self.low(upsample(low, high.shape[-2:])) + self.high(high))
@@ -210,8 +214,9 @@ class ICNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 6, bins: Sequence[int] = PSP_BINS):
         super().__init__()
         self.bins = tuple(bins)
-        self.sub1 = nn.Sequential(conv_bn_relu(in_channels, 32, stride=2), conv_bn_relu(32, 32, stride=2),
-                                  conv_bn_relu(32, 64, stride=2))
+        self.sub1 = nn.Sequential(
+            conv_bn_relu(in_channels, 32, stride=2), conv_bn_relu(32, 32, stride=2), conv_bn_relu(32, 64, stride=2)
+        )
         self.backbone = dilated_resnet50(in_channels, output_stride=8)
         self.sub4_reduce = conv_bn_relu(2048, 256, 1)
         self.cff_sub24 = CascadeFeatureFusion(256, 512, 128)
@@ -221,20 +226,21 @@ class ICNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         b = self.backbone
-        f1 = self.sub1(x)                                           # 64 ch, 1/8
+        f1 = self.sub1(x)  # 64 ch, 1/8
         f2 = b.layer2[0](b.layer1(b.forward_stem(upsample(x, (h // 2, w // 2)))))  # 512 ch, 1/16
         f4 = upsample(f2, (h // 32, w // 32))
-        f4 = b.layer4(b.layer3(b.layer2[1:](f4)))                  # 2048 ch, 1/32
+        f4 = b.layer4(b.layer3(b.layer2[1:](f4)))  # 2048 ch, 1/32
         size = f4.shape[-2:]
         for p in pyramid_pooled(f4, self.bins):
             f4 = f4 + upsample(p, size)
-        y = self.cff_sub24(self.sub4_reduce(f4), f2)                # 128 ch, 1/16
-        y = self.cff_sub12(y, f1)                                   # 128 ch, 1/8
+        y = self.cff_sub24(self.sub4_reduce(f4), f2)  # 128 ch, 1/16
+        y = self.cff_sub12(y, f1)  # 128 ch, 1/8
         y = self.classifier(upsample(y, (h // 4, w // 4)))
         return upsample(y, (h, w))
 
 
 # --- PSPNet ------------------------------------------------------------------------------------
+
 
 class PSPNet(nn.Module):
     """PSPNet (Zhao et al., CVPR 2017): dilated ResNet-50 (output stride 8), pyramid pooling
@@ -257,6 +263,7 @@ class PSPNet(nn.Module):
 
 
 # --- SegNet ------------------------------------------------------------------------------------
+
 
 class SegNet(nn.Module):
     """SegNet (Badrinarayanan et al., TPAMI 2017): VGG16-BN encoder (13 convs, torchvision
@@ -296,6 +303,7 @@ class SegNet(nn.Module):
 
 # --- DeepLabv3+ --------------------------------------------------------------------------------
 
+
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: 1×1 conv, three 3×3 convs (rates 6/12/18), image
     pooling (mean over H, W → 1×1 conv, broadcast back), each 256 ch + BN + ReLU; concat →
@@ -303,8 +311,10 @@ class ASPP(nn.Module):
 
     def __init__(self, in_channels: int = 2048, channels: int = 256, rates: Sequence[int] = (6, 12, 18)):
         super().__init__()
-        self.branches = nn.ModuleList([conv_bn_relu(in_channels, channels, 1)] +
-                                      [conv_bn_relu(in_channels, channels, 3, dilation=r) for r in rates])
+        self.branches = nn.ModuleList(
+            [conv_bn_relu(in_channels, channels, 1)]
+            + [conv_bn_relu(in_channels, channels, 3, dilation=r) for r in rates]
+        )
         self.image_pool = conv_bn_relu(in_channels, channels, 1)
         self.project = conv_bn_relu(channels * (len(rates) + 2), channels, 1)
         self.dropout = nn.Dropout(0.5)
@@ -341,6 +351,7 @@ class DeepLabV3Plus(nn.Module):
 
 # --- FCN-8s ------------------------------------------------------------------------------------
 
+
 class FCN8s(nn.Module):
     """FCN-8s (Long, Shelhamer, Darrell, CVPR 2015) on VGG16 (torchvision ``vgg16.features``
     layout), caffe layer names.
@@ -369,8 +380,8 @@ class FCN8s(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool3 = self.features[: self.POOL3 + 1](x)
-        pool4 = self.features[self.POOL3 + 1: self.POOL4 + 1](pool3)
-        pool5 = self.features[self.POOL4 + 1:](pool4)
+        pool4 = self.features[self.POOL3 + 1 : self.POOL4 + 1](pool3)
+        pool5 = self.features[self.POOL4 + 1 :](pool4)
         y = self.upscore2(self.score_fr(self.fc7(self.fc6(pool5))))
         y = self.upscore_pool4(y + self.score_pool4(pool4))
         return self.upscore8(y + self.score_pool3(pool3))
@@ -378,45 +389,77 @@ class FCN8s(nn.Module):
 
 # --- registry ----------------------------------------------------------------------------------
 
+
 def _config(name: str, size_multiple: int, paper: str, description: str) -> ModelConfig:
     # min_tile = the total stride: the deepest map is then 1×1 (pooling bins larger than a
     # map are still defined, so PSPNet/ICNet run there too, if not meaningfully).
-    return ModelConfig(name=name, description=description, tile=512, overlap=64, size_multiple=size_multiple,
-                       min_tile=size_multiple, receptive_radius=None, paper=paper)
+    return ModelConfig(
+        name=name,
+        description=description,
+        tile=512,
+        overlap=64,
+        size_multiple=size_multiple,
+        min_tile=size_multiple,
+        receptive_radius=None,
+        paper=paper,
+    )
 
 
-@register_model(_config("unet", 16, "UNet (MICCAI 2015)",
-                        "UNet 64-1024, padded 3x3 conv+BN, transposed-conv up (Table 1 baseline)"))
+@register_model(
+    _config("unet", 16, "UNet (MICCAI 2015)", "UNet 64-1024, padded 3x3 conv+BN, transposed-conv up (Table 1 baseline)")
+)
 def unet(config: ModelConfig) -> UNet:
     return UNet(config.num_bands, config.num_classes)
 
 
-@register_model(_config("icnet", 32, "ICNet (ECCV 2018)",
-                        "ICNet, dilated ResNet-50, cascade inputs 1, 1/2, 1/4 + CFF (Table 1 baseline)"))
+@register_model(
+    _config(
+        "icnet",
+        32,
+        "ICNet (ECCV 2018)",
+        "ICNet, dilated ResNet-50, cascade inputs 1, 1/2, 1/4 + CFF (Table 1 baseline)",
+    )
+)
 def icnet(config: ModelConfig) -> ICNet:
     return ICNet(config.num_bands, config.num_classes)
 
 
-@register_model(_config("pspnet", 8, "PSPNet (CVPR 2017)",
-                        "PSPNet, dilated ResNet-50 OS 8, pyramid pooling 1/2/3/6 (Table 1 baseline)"))
+@register_model(
+    _config(
+        "pspnet", 8, "PSPNet (CVPR 2017)", "PSPNet, dilated ResNet-50 OS 8, pyramid pooling 1/2/3/6 (Table 1 baseline)"
+    )
+)
 def pspnet(config: ModelConfig) -> PSPNet:
     return PSPNet(config.num_bands, config.num_classes)
 
 
-@register_model(_config("segnet", 32, "SegNet (TPAMI 2017)",
-                        "SegNet, VGG16-BN encoder, max-pool-index unpooling decoder (Table 1 baseline)"))
+@register_model(
+    _config(
+        "segnet",
+        32,
+        "SegNet (TPAMI 2017)",
+        "SegNet, VGG16-BN encoder, max-pool-index unpooling decoder (Table 1 baseline)",
+    )
+)
 def segnet(config: ModelConfig) -> SegNet:
     return SegNet(config.num_bands, config.num_classes)
 
 
-@register_model(_config("deeplabv3plus", 16, "DeepLabv3+ (ECCV 2018)",
-                        "DeepLabv3+, ResNet-50 OS 16, ASPP 6/12/18 + image pooling, 48-ch decoder (Table 1 baseline)"))
+@register_model(
+    _config(
+        "deeplabv3plus",
+        16,
+        "DeepLabv3+ (ECCV 2018)",
+        "DeepLabv3+, ResNet-50 OS 16, ASPP 6/12/18 + image pooling, 48-ch decoder (Table 1 baseline)",
+    )
+)
 def deeplabv3plus(config: ModelConfig) -> DeepLabV3Plus:
     return DeepLabV3Plus(config.num_bands, config.num_classes)
 
 
-@register_model(_config("fcn8s", 32, "FCN-8s (CVPR 2015)",
-                        "FCN-8s, VGG16 with conv fc6/fc7, pool3/pool4 skips (Table 1 baseline)"))
+@register_model(
+    _config("fcn8s", 32, "FCN-8s (CVPR 2015)", "FCN-8s, VGG16 with conv fc6/fc7, pool3/pool4 skips (Table 1 baseline)")
+)
 def fcn8s(config: ModelConfig, fc_channels: int = 4096) -> FCN8s:
     """``fc_channels`` (4096 in the paper) shrinks fc6/fc7, e.g. for quick export tests."""
     return FCN8s(config.num_bands, config.num_classes, fc_channels=fc_channels)

@@ -4,6 +4,7 @@ Models are built on PyTorch's ``meta`` device, so counting a 50 M parameter netw
 a 512² tile costs no memory and takes a fraction of a second. FLOPs come from torch's
 own ``FlopCounterMode`` (2 FLOPs per multiply-add).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 The CLI reads its defaults (tile, overlap, bands, normalization, classes) from here;
 nothing else in rsinfer hard-codes them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -102,7 +103,7 @@ class ModelConfig:
     def num_bands(self) -> int:
         return len(self.in_bands)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return replace(self, **changes)
 
     def check_tile(self, tile: int) -> None:

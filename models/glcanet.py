@@ -20,19 +20,27 @@ published. 66,008,978 parameters.
 
 Provenance, our choices and costs: docs/models/glcanet.md
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
 from .config import GlobalLocalSpec, ModelConfig
-from .global_local import GlobalLocalModel, crop_global
 from .glnet import (
-    LEVELS, RESNET50_LAYERS, GlobalFPN, LocalFPN, conv3x3, context_levels, crop_levels, level_channels,
-    resize, zero_crops,
+    RESNET50_LAYERS,
+    GlobalFPN,
+    LocalFPN,
+    context_levels,
+    conv3x3,
+    crop_levels,
+    level_channels,
+    resize,
+    zero_crops,
 )
+from .global_local import GlobalLocalModel, crop_global
 from .registry import register_model
 from .resnet import ResNet
 
@@ -100,10 +108,19 @@ def to_map(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class GLCANet(GlobalLocalModel):
     """GLNet's branches (g2l sharing) + GLCA-FM at p5 + ``f_agg``; see docs/models/glcanet.md."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6, global_size: int = 500,
-                 neighbourhood: float = 1.0, heads: int = 1,
-                 encoder_layers: Sequence[int] = RESNET50_LAYERS, fpn_width: int = 256,
-                 smooth_width: int = 128, basic_blocks: bool = False, encoder_width: int = 64):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 6,
+        global_size: int = 500,
+        neighbourhood: float = 1.0,
+        heads: int = 1,
+        encoder_layers: Sequence[int] = RESNET50_LAYERS,
+        fpn_width: int = 256,
+        smooth_width: int = 128,
+        basic_blocks: bool = False,
+        encoder_width: int = 64,
+    ):
         super().__init__()
         if neighbourhood < 0:
             raise ValueError("GLCANet: neighbourhood must be >= 0 (global tokens)")
@@ -114,13 +131,12 @@ class GLCANet(GlobalLocalModel):
         self.local_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
         top_down_channels = self.global_encoder.out_channels[::-1]
         self.channels = level_channels(fpn_width, smooth_width, top_down_channels)
-        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False,
-                                    encoder_channels=top_down_channels)
+        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False, encoder_channels=top_down_channels)
         self.local_fpn = LocalFPN(num_classes, fpn_width, smooth_width, encoder_channels=top_down_channels)
-        self.global_attention = TokenAttention(fpn_width, heads)   # self-attention, global p5
+        self.global_attention = TokenAttention(fpn_width, heads)  # self-attention, global p5
         self.local_from_global = TokenAttention(fpn_width, heads)  # Q_L; K_G, V_G -> Q̂_L
         self.global_from_local = TokenAttention(fpn_width, heads)  # Q_G; K_L, V_L -> Q̂_G
-        self.aggregate = conv3x3(8 * smooth_width, num_classes)    # f_agg
+        self.aggregate = conv3x3(8 * smooth_width, num_classes)  # f_agg
         nn.init.normal_(self.aggregate.weight, mean=0.0, std=0.01)
 
     # -- global ------------------------------------------------------------------------------
@@ -149,16 +165,18 @@ class GLCANet(GlobalLocalModel):
         q_global, _ = self.global_from_local(global_here, local)
         return to_map(q_local, local_p5), to_map(q_global, local_p5), weights
 
-    def attention_weights(self, patches: torch.Tensor, context: dict[str, torch.Tensor],
-                          boxes: torch.Tensor) -> torch.Tensor:
+    def attention_weights(
+        self, patches: torch.Tensor, context: dict[str, torch.Tensor], boxes: torch.Tensor
+    ) -> torch.Tensor:
         """Local→global attention weights (B, heads, local tokens, global tokens), for inspection."""
         feats = self.local_encoder(patches)[::-1]
         laterals = self.local_fpn.laterals(feats, crop_levels(context, boxes, feats, self.channels))
         return self.cross_attention(laterals[0], context["tokens"], boxes)[2]
 
     # -- local -------------------------------------------------------------------------------
-    def forward_local(self, patches: torch.Tensor, context: dict[str, torch.Tensor],
-                      boxes: torch.Tensor) -> torch.Tensor:
+    def forward_local(
+        self, patches: torch.Tensor, context: dict[str, torch.Tensor], boxes: torch.Tensor
+    ) -> torch.Tensor:
         feats = self.local_encoder(patches)[::-1]
         crops = crop_levels(context, boxes, feats, self.channels)
         laterals = self.local_fpn.laterals(feats, crops)
@@ -167,7 +185,7 @@ class GLCANet(GlobalLocalModel):
         size = tuple(ps3.shape[-2:])
         fpn = self.global_fpn
         global_p5 = resize(fpn.smooth_b[0](fpn.smooth_a[0](q_global)), size)
-        rest = crop_global(context["ps3"][:, self.smooth_width:], boxes, size)  # p4, p3, p2 parts
+        rest = crop_global(context["ps3"][:, self.smooth_width :], boxes, size)  # p4, p3, p2 parts
         logits = self.aggregate(torch.cat((ps3, global_p5, rest), 1))
         return resize(logits, patches.shape[-2:])
 

@@ -22,10 +22,11 @@ checkpoints load through :func:`glnet_key_map`. 79,182,482 parameters.
 
 Provenance and differences from the authors' code: docs/models/glnet.md
 """
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -43,6 +44,7 @@ RESNET50_LAYERS = (3, 4, 6, 3)
 
 
 # --- building blocks (shared with GLCANet) ---------------------------------------------------
+
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize, ``align_corners=False`` (the authors' ``F.interpolate``)."""
@@ -82,8 +84,14 @@ class GlobalFPN(nn.Module):
     Lists hold one conv per level, top-down (index 0 = 1/32, 3 = 1/4).
     """
 
-    def __init__(self, num_classes: int, width: int = 256, smooth: int = 128, l2g: bool = True,
-                 encoder_channels: Sequence[int] = ENCODER_CHANNELS):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 256,
+        smooth: int = 128,
+        l2g: bool = True,
+        encoder_channels: Sequence[int] = ENCODER_CHANNELS,
+    ):
         super().__init__()
         self.width, self.smooth = width, smooth
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in encoder_channels)
@@ -124,8 +132,9 @@ class LocalFPN(nn.Module):
     the patch at the size of the local level ``k``.
     """
 
-    def __init__(self, num_classes: int, width: int = 256, smooth: int = 128,
-                 encoder_channels: Sequence[int] = ENCODER_CHANNELS):
+    def __init__(
+        self, num_classes: int, width: int = 256, smooth: int = 128, encoder_channels: Sequence[int] = ENCODER_CHANNELS
+    ):
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(2 * c, width, 1) for c in encoder_channels)
         self.smooth_a = nn.ModuleList(conv3x3(2 * width, width) for _ in encoder_channels)
@@ -159,8 +168,9 @@ def context_levels(feats, ps0, ps1, ps2) -> dict[str, torch.Tensor]:
     return {f"level{n}": torch.cat(maps, 1) for n, maps in zip(LEVELS, zip(feats, ps0, ps1, ps2))}
 
 
-def crop_levels(context: dict[str, torch.Tensor], boxes: torch.Tensor, feats: list[torch.Tensor],
-                channels) -> list[list[torch.Tensor]]:
+def crop_levels(
+    context: dict[str, torch.Tensor], boxes: torch.Tensor, feats: list[torch.Tensor], channels
+) -> list[list[torch.Tensor]]:
     """Crops of every global map over each box, at the size of the local level it joins."""
     out = []
     for n, f, chans in zip(LEVELS, feats, channels):
@@ -182,8 +192,10 @@ def footprint_cells(boxes: torch.Tensor, grids: Sequence[Sequence[int]]) -> list
     footprint is then taken as the whole view, as in whole-image ``forward``.
     """
     if torch.jit.is_tracing():
-        raise RuntimeError("GLNet: the windowed l2g pass sizes its windows from the box values, which a traced "
-                           "(ONNX) graph would freeze; export GLNet with l2g=False (mode-2 ensemble) instead")
+        raise RuntimeError(
+            "GLNet: the windowed l2g pass sizes its windows from the box values, which a traced "
+            "(ONNX) graph would freeze; export GLNet with l2g=False (mode-2 ensemble) instead"
+        )
     if boxes.device.type == "meta":
         spans = [(1.0, 1.0)] * boxes.shape[0]
     else:
@@ -199,6 +211,7 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int], mode: str) -> tor
 
 # --- the model -------------------------------------------------------------------------------
 
+
 class GLNet(GlobalLocalModel):
     """GLNet with the l2g (``_ext``) path run per patch (docs/models/glnet.md, "Inference").
 
@@ -208,10 +221,18 @@ class GLNet(GlobalLocalModel):
     the defaults are the authors'.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6, global_size: int = 500,
-                 l2g: bool = True, frozen_global: bool = False,
-                 encoder_layers: Sequence[int] = RESNET50_LAYERS, fpn_width: int = 256,
-                 smooth_width: int = 128, upsample: str = "bilinear"):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 6,
+        global_size: int = 500,
+        l2g: bool = True,
+        frozen_global: bool = False,
+        encoder_layers: Sequence[int] = RESNET50_LAYERS,
+        fpn_width: int = 256,
+        smooth_width: int = 128,
+        upsample: str = "bilinear",
+    ):
         super().__init__()
         if upsample not in ("bilinear", "nearest"):
             raise ValueError("GLNet: upsample must be 'bilinear' or 'nearest'")
@@ -257,14 +278,15 @@ class GLNet(GlobalLocalModel):
     def local_features(self, patches, context, boxes):
         """Local encoder features and local FPN maps ``(feats, ps0, ps1, ps2, ps3)`` (top-down lists)."""
         feats = self.local_encoder(patches)[::-1]
-        crops = (zero_crops(feats, self.channels) if context is None
-                 else crop_levels(context, boxes, feats, self.channels))
+        crops = (
+            zero_crops(feats, self.channels) if context is None else crop_levels(context, boxes, feats, self.channels)
+        )
         return (feats, *self.local_fpn(feats, crops))
 
     def _l2g_maps(self, context: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         if self.frozen_global:
             return [context[f"l2g_c{n}"] for n in LEVELS]
-        return [context[f"level{n}"][:, :c[0]] for n, c in zip(LEVELS, self.channels)]
+        return [context[f"level{n}"][:, : c[0]] for n, c in zip(LEVELS, self.channels)]
 
     def _l2g_global(self, context, boxes, local) -> torch.Tensor:
         """Windowed l2g: the ``_ext`` global ps3 over each patch's footprint, resized to the local ps3.
@@ -294,8 +316,9 @@ class GLNet(GlobalLocalModel):
             out[torch.tensor(idx, device=out.device)] = r
         return out
 
-    def forward_local(self, patches: torch.Tensor, context: dict[str, torch.Tensor],
-                      boxes: torch.Tensor) -> torch.Tensor:
+    def forward_local(
+        self, patches: torch.Tensor, context: dict[str, torch.Tensor], boxes: torch.Tensor
+    ) -> torch.Tensor:
         local = self.local_features(patches, context, boxes)
         ps3 = local[-1]
         if self.l2g:
@@ -313,10 +336,19 @@ class GLNet(GlobalLocalModel):
 # --- authors' checkpoint keys -> ours ----------------------------------------------------------
 
 _DP_PREFIX = re.compile(r"^module\.")
-OUR_PREFIXES = ("global_encoder.", "local_encoder.", "global_fpn.", "local_fpn.", "ensemble_conv.",
-                "frozen_encoder.", "frozen_fpn.")
-_FPN_KEY = re.compile(r"^(fpn_global|fpn_local)\.(toplayer|latlayer[123]|smooth[1-4]_[12]|smooth|classify)"
-                      r"(_ext)?\.(weight|bias)$")
+OUR_PREFIXES = (
+    "global_encoder.",
+    "local_encoder.",
+    "global_fpn.",
+    "local_fpn.",
+    "ensemble_conv.",
+    "frozen_encoder.",
+    "frozen_fpn.",
+)
+_FPN_KEY = re.compile(
+    r"^(fpn_global|fpn_local)\.(toplayer|latlayer[123]|smooth[1-4]_[12]|smooth|classify)"
+    r"(_ext)?\.(weight|bias)$"
+)
 
 
 def _fpn_layer(branch: str, name: str, ext: bool) -> str | None:
@@ -335,7 +367,7 @@ def _fpn_layer(branch: str, name: str, ext: bool) -> str | None:
         return f"{pre}lateral.0"
     if name.startswith("latlayer"):
         return f"{pre}lateral.{name[-1]}"
-    level, stage = name[len("smooth"):].split("_")  # smooth<level>_<1|2>
+    level, stage = name[len("smooth") :].split("_")  # smooth<level>_<1|2>
     return f"{pre}smooth_{'a' if stage == '1' else 'b'}.{int(level) - 1}"
 
 
@@ -347,10 +379,13 @@ def glnet_key_map(author_key: str) -> str | None:
     if author_key.startswith(OUR_PREFIXES):
         return author_key
     key = _DP_PREFIX.sub("", author_key)
-    for src, dst in (("resnet_global.", "global_encoder."), ("resnet_local.", "local_encoder."),
-                     ("ensemble_conv.", "ensemble_conv.")):
+    for src, dst in (
+        ("resnet_global.", "global_encoder."),
+        ("resnet_local.", "local_encoder."),
+        ("ensemble_conv.", "ensemble_conv."),
+    ):
         if key.startswith(src):
-            return dst + key[len(src):]
+            return dst + key[len(src) :]
     m = _FPN_KEY.match(key)
     if m:
         branch, name, ext, param = m.groups()
@@ -366,8 +401,9 @@ def convert_glnet_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, t
     return {glnet_key_map(k): v for k, v in state_dict.items()}
 
 
-def merge_glnet_checkpoints(l2g_state: dict[str, torch.Tensor],
-                            global_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def merge_glnet_checkpoints(
+    l2g_state: dict[str, torch.Tensor], global_state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Our state dict for ``GLNet(frozen_global=True)`` from the authors' two evaluation files.
 
     ``l2g_state``: ``fpn_deepglobe_local2global.pth`` (everything but the frozen branch);
@@ -378,9 +414,9 @@ def merge_glnet_checkpoints(l2g_state: dict[str, torch.Tensor],
     for key, value in global_state.items():
         ours = glnet_key_map(key)
         if ours.startswith("global_encoder."):
-            out["frozen_encoder." + ours[len("global_encoder."):]] = value
+            out["frozen_encoder." + ours[len("global_encoder.") :]] = value
         elif ours.startswith("global_fpn.") and not ours.startswith("global_fpn.l2g_"):
-            out["frozen_fpn." + ours[len("global_fpn."):]] = value
+            out["frozen_fpn." + ours[len("global_fpn.") :]] = value
     return out
 
 

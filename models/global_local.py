@@ -14,6 +14,7 @@ region's aspect ratio.
 ``mode`` picks what runs (``--mode``): ``global`` (the global branch alone on the global
 view, upsampled to the patch), ``patch`` (the local branch alone) or ``global-local``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,9 +40,7 @@ def crop_global(features: torch.Tensor, boxes: torch.Tensor, size: tuple[int, in
     gy = y0[:, None] + (y1 - y0)[:, None] * ys[None]  # (B, oh) in [0, 1] view coordinates
     gx = x0[:, None] + (x1 - x0)[:, None] * xs[None]
     # grid_sample with align_corners=False maps -1/+1 to the outer pixel edges.
-    grid = torch.stack(
-        (gx[:, None, :].expand(b, oh, ow), gy[:, :, None].expand(b, oh, ow)), dim=-1
-    ) * 2 - 1
+    grid = torch.stack((gx[:, None, :].expand(b, oh, ow), gy[:, :, None].expand(b, oh, ow)), dim=-1) * 2 - 1
     if features.shape[0] != b:
         features = features.expand(b, -1, -1, -1)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -62,7 +61,7 @@ class GlobalLocalModel(nn.Module):
         super().__init__()
         self.mode = "global-local"
 
-    def set_mode(self, mode: str) -> "GlobalLocalModel":
+    def set_mode(self, mode: str) -> GlobalLocalModel:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         self.mode = mode
@@ -73,7 +72,9 @@ class GlobalLocalModel(nn.Module):
         """Global context of a normalized global view (1, C, gh, gw): named feature maps."""
         raise NotImplementedError
 
-    def forward_local(self, patches: torch.Tensor, context: dict[str, torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+    def forward_local(
+        self, patches: torch.Tensor, context: dict[str, torch.Tensor], boxes: torch.Tensor
+    ) -> torch.Tensor:
         """Logits (B, K, p, p) of patches (B, C, p, p) using the global context, in global-local mode."""
         raise NotImplementedError
 
@@ -86,8 +87,9 @@ class GlobalLocalModel(nn.Module):
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
-    def predict_patches(self, patches: torch.Tensor, context: dict[str, torch.Tensor] | None,
-                        boxes: torch.Tensor | None) -> torch.Tensor:
+    def predict_patches(
+        self, patches: torch.Tensor, context: dict[str, torch.Tensor] | None, boxes: torch.Tensor | None
+    ) -> torch.Tensor:
         """Logits for patches in the current mode (what the pipeline calls)."""
         size = patches.shape[-2:]
         if self.mode == "patch":
@@ -104,7 +106,7 @@ class GlobalLocalModel(nn.Module):
         The global view is ``x`` resized so its longest side is ``global_size``.
         """
         if x.shape[0] > 1 and self.mode != "patch":  # one global view per image
-            return torch.cat([self.forward(x[i:i + 1]) for i in range(x.shape[0])])
+            return torch.cat([self.forward(x[i : i + 1]) for i in range(x.shape[0])])
         context = None
         boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=x.dtype, device=x.device).expand(x.shape[0], 4)
         if self.mode != "patch":

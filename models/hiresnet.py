@@ -23,9 +23,10 @@ of 16 by the pipeline (any size runs); output logits (B, classes, H, W).
 
 Provenance, our choices and the budget behind them: docs/models/hiresnet.md
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -41,10 +42,10 @@ LAYER_MODULES = (1, 4)
 # Total stride of the lowest branch: every stride-2 step must halve a side exactly.
 SIZE_MULTIPLE = 16
 # Our choices for what the paper leaves open (docs/models/hiresnet.md says why).
-WINDOW = 8        # L: attention windows of 8×8 tokens
-HEAD_DIM = 24     # 2 / 4 / 8 heads on the 48 / 96 / 192-channel branches
-DW_KERNEL = 9     # depthwise kernel
-SE_RATIO = 2.0    # SE hidden width as a multiple of C (classic SE reduction r = 1 / SE_RATIO)
+WINDOW = 8  # L: attention windows of 8×8 tokens
+HEAD_DIM = 24  # 2 / 4 / 8 heads on the 48 / 96 / 192-channel branches
+DW_KERNEL = 9  # depthwise kernel
+SE_RATIO = 2.0  # SE hidden width as a multiple of C (classic SE reduction r = 1 / SE_RATIO)
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -82,6 +83,7 @@ class ConvNormAct(nn.Sequential):
 
 # --- funnel module ----------------------------------------------------------------------------
 
+
 class InvertedBottleneck(nn.Module):
     """IB block: 3×3 conv → BN → 1×1 (×expansion) → GELU → 1×1 back, plus the input; linear out.
 
@@ -107,23 +109,22 @@ class InvertedBottleneck(nn.Module):
 class Funnel(nn.Module):
     """Two stride-2 pre-norm 3×3 convs (to 1/4), then a stem of inverted bottlenecks."""
 
-    def __init__(self, in_channels: int, stem_channels: int = 64, width: int = 64,
-                 blocks: int = 4, expansion: int = 4):
+    def __init__(self, in_channels: int, stem_channels: int = 64, width: int = 64, blocks: int = 4, expansion: int = 4):
         super().__init__()
         self.down = nn.Sequential(
             NormConv(in_channels, stem_channels, 3, stride=2),
             NormConv(stem_channels, stem_channels, 3, stride=2),
         )
-        self.stem = nn.Sequential(*[
-            InvertedBottleneck(stem_channels if i == 0 else width, width, expansion)
-            for i in range(blocks)
-        ])
+        self.stem = nn.Sequential(
+            *[InvertedBottleneck(stem_channels if i == 0 else width, width, expansion) for i in range(blocks)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(self.down(x))
 
 
 # --- IA block ---------------------------------------------------------------------------------
+
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Zero-pad ``(B, C, H, W)`` bottom/right to multiples of ``window`` and cut it into windows.
@@ -142,8 +143,7 @@ def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[
     return windows, (hp, wp)
 
 
-def window_merge(windows: torch.Tensor, window: int, padded: tuple[int, int],
-                 size: tuple[int, int]) -> torch.Tensor:
+def window_merge(windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`window_partition`: reassemble ``(B, C, Hp, Wp)`` and crop to ``size``."""
     hp, wp = padded
     c = windows.shape[-1]
@@ -177,7 +177,7 @@ class WindowAttention(nn.Module):
         windows, padded = window_partition(self.qkv(x), self.window)
         n, t, c3 = windows.shape
         heads = windows.reshape(n, t, 3, self.heads, c3 // (3 * self.heads))
-        q, k, v = heads.permute(2, 0, 3, 1, 4).unbind(0)              # each (n, heads, t, d)
+        q, k, v = heads.permute(2, 0, 3, 1, 4).unbind(0)  # each (n, heads, t, d)
         attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1)  # (n, heads, t, t)
         out = (attn @ v).transpose(1, 2).reshape(n, t, c3 // 3)
         return self.proj(window_merge(out, self.window, padded, size))
@@ -228,6 +228,7 @@ class IABlock(nn.Module):
 
 # --- multi-branch module ----------------------------------------------------------------------
 
+
 class FusionLink(nn.Module):
     """One arrow of the fusion (Fig. 5): branch ``src`` resampled to branch ``dst``.
 
@@ -246,10 +247,9 @@ class FusionLink(nn.Module):
             self.body = NormConv(cin, cout, 1, act=False)
         else:
             steps = dst - src
-            self.body = nn.Sequential(*[
-                NormConv(cin, cout if i == steps - 1 else cin, 3, stride=2, act=i < steps - 1)
-                for i in range(steps)
-            ])
+            self.body = nn.Sequential(
+                *[NormConv(cin, cout if i == steps - 1 else cin, 3, stride=2, act=i < steps - 1) for i in range(steps)]
+            )
 
     def forward(self, x: torch.Tensor, size: torch.Size) -> torch.Tensor:
         y = self.body(x)
@@ -259,16 +259,14 @@ class FusionLink(nn.Module):
 class MultiBranchModule(nn.Module):
     """Parallel branches of IA blocks, then all-to-all fusion summed per resolution + GELU."""
 
-    def __init__(self, channels: tuple[int, ...], blocks: int,
-                 block_args: Callable[[int], dict]):
+    def __init__(self, channels: tuple[int, ...], blocks: int, block_args: Callable[[int], dict]):
         super().__init__()
         self.branches = nn.ModuleList(
             nn.Sequential(*[IABlock(c, **block_args(c)) for _ in range(blocks)]) for c in channels
         )
         n = len(channels)
         self.fuse = nn.ModuleList(
-            nn.ModuleList(FusionLink(channels, j, i) if j != i else nn.Identity() for j in range(n))
-            for i in range(n)
+            nn.ModuleList(FusionLink(channels, j, i) if j != i else nn.Identity() for j in range(n)) for i in range(n)
         )
         self.act = nn.GELU()  # after the sum, as in the authors' fuse layers
 
@@ -287,6 +285,7 @@ class MultiBranchModule(nn.Module):
 
 # --- feature refinement -----------------------------------------------------------------------
 
+
 class ObjectContext(nn.Module):
     """OCR (Yuan et al., ECCV 2020) from soft object regions given by coarse logits.
 
@@ -300,24 +299,22 @@ class ObjectContext(nn.Module):
 
     def __init__(self, channels: int, key_channels: int):
         super().__init__()
-        self.scale = key_channels ** -0.5
-        self.pixel_key = nn.Sequential(ConvNormAct(channels, key_channels),
-                                       ConvNormAct(key_channels, key_channels))
-        self.region_key = nn.Sequential(ConvNormAct(channels, key_channels),
-                                        ConvNormAct(key_channels, key_channels))
+        self.scale = key_channels**-0.5
+        self.pixel_key = nn.Sequential(ConvNormAct(channels, key_channels), ConvNormAct(key_channels, key_channels))
+        self.region_key = nn.Sequential(ConvNormAct(channels, key_channels), ConvNormAct(key_channels, key_channels))
         self.region_value = ConvNormAct(channels, key_channels)
         self.context_out = ConvNormAct(key_channels, channels)
         self.fuse = ConvNormAct(2 * channels, channels)
 
     def forward(self, feats: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         b, _, h, w = feats.shape
-        regions_soft = coarse.flatten(2).softmax(-1)                       # (B, K, HW)
-        regions = regions_soft @ feats.flatten(2).transpose(1, 2)          # (B, K, C)
-        regions = regions.transpose(1, 2).unsqueeze(-1)                    # (B, C, K, 1)
-        query = self.pixel_key(feats).flatten(2).transpose(1, 2)           # (B, HW, d)
-        key = self.region_key(regions).flatten(2)                          # (B, d, K)
-        value = self.region_value(regions).flatten(2).transpose(1, 2)      # (B, K, d)
-        relation = ((query @ key) * self.scale).softmax(-1)                # (B, HW, K)
+        regions_soft = coarse.flatten(2).softmax(-1)  # (B, K, HW)
+        regions = regions_soft @ feats.flatten(2).transpose(1, 2)  # (B, K, C)
+        regions = regions.transpose(1, 2).unsqueeze(-1)  # (B, C, K, 1)
+        query = self.pixel_key(feats).flatten(2).transpose(1, 2)  # (B, HW, d)
+        key = self.region_key(regions).flatten(2)  # (B, d, K)
+        value = self.region_value(regions).flatten(2).transpose(1, 2)  # (B, K, d)
+        relation = ((query @ key) * self.scale).softmax(-1)  # (B, HW, K)
         context = (relation @ value).transpose(1, 2).reshape(b, -1, h, w)  # (B, d, H, W)
         return self.fuse(torch.cat([self.context_out(context), feats], 1))
 
@@ -325,11 +322,19 @@ class ObjectContext(nn.Module):
 class FeatureRefinement(nn.Module):
     """Coarse classifier (soft object regions) and OCR-refined classifier on the 1/4 concat."""
 
-    def __init__(self, in_channels: int, num_classes: int, coarse_channels: int,
-                 ocr_channels: int, key_channels: int, kernel: int):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        coarse_channels: int,
+        ocr_channels: int,
+        key_channels: int,
+        kernel: int,
+    ):
         super().__init__()
-        self.coarse = nn.Sequential(ConvNormAct(in_channels, coarse_channels, kernel),
-                                    nn.Conv2d(coarse_channels, num_classes, 1))
+        self.coarse = nn.Sequential(
+            ConvNormAct(in_channels, coarse_channels, kernel), nn.Conv2d(coarse_channels, num_classes, 1)
+        )
         self.pixels = ConvNormAct(in_channels, ocr_channels, kernel)
         self.ocr = ObjectContext(ocr_channels, key_channels)
         self.classifier = nn.Conv2d(ocr_channels, num_classes, 1)
@@ -342,6 +347,7 @@ class FeatureRefinement(nn.Module):
 
 # --- the network ------------------------------------------------------------------------------
 
+
 class HiResNet(nn.Module):
     """Funnel → layer 1 (2 branches) → layer 2 (3 branches) → feature refinement.
 
@@ -349,36 +355,47 @@ class HiResNet(nn.Module):
     the two separately (both at the input size), ``forward_features`` the three branch maps.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6,
-                 channels: tuple[int, int, int] = BRANCH_CHANNELS,
-                 blocks: tuple[int, int] = LAYER_BLOCKS,
-                 num_modules: tuple[int, int] = LAYER_MODULES,
-                 stem_channels: int = 64, funnel_channels: int = 64,
-                 window: int = WINDOW, head_dim: int = HEAD_DIM, dw_kernel: int = DW_KERNEL,
-                 se_ratio: float = SE_RATIO,
-                 coarse_channels: int = 256, ocr_channels: int = 256, ocr_key_channels: int = 128,
-                 head_kernel: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 6,
+        channels: tuple[int, int, int] = BRANCH_CHANNELS,
+        blocks: tuple[int, int] = LAYER_BLOCKS,
+        num_modules: tuple[int, int] = LAYER_MODULES,
+        stem_channels: int = 64,
+        funnel_channels: int = 64,
+        window: int = WINDOW,
+        head_dim: int = HEAD_DIM,
+        dw_kernel: int = DW_KERNEL,
+        se_ratio: float = SE_RATIO,
+        coarse_channels: int = 256,
+        ocr_channels: int = 256,
+        ocr_key_channels: int = 128,
+        head_kernel: int = 1,
+    ):
         super().__init__()
         self.funnel = Funnel(in_channels, stem_channels, funnel_channels)
 
         def block_args(c: int) -> dict:
-            return dict(heads=c // head_dim, window=window, kernel=dw_kernel,
-                        se_hidden=max(1, round(c * se_ratio)))
+            return dict(heads=c // head_dim, window=window, kernel=dw_kernel, se_hidden=max(1, round(c * se_ratio)))
 
         c1, c2, c3 = channels
-        self.transition1 = nn.ModuleList([
-            NormConv(funnel_channels, c1, 3),
-            NormConv(funnel_channels, c2, 3, stride=2),
-        ])
-        self.layer1 = nn.Sequential(*[
-            MultiBranchModule((c1, c2), blocks[0], block_args) for _ in range(num_modules[0])
-        ])
+        self.transition1 = nn.ModuleList(
+            [
+                NormConv(funnel_channels, c1, 3),
+                NormConv(funnel_channels, c2, 3, stride=2),
+            ]
+        )
+        self.layer1 = nn.Sequential(
+            *[MultiBranchModule((c1, c2), blocks[0], block_args) for _ in range(num_modules[0])]
+        )
         self.transition2 = NormConv(c2, c3, 3, stride=2)  # new 1/16 branch from the 1/8 one
-        self.layer2 = nn.Sequential(*[
-            MultiBranchModule((c1, c2, c3), blocks[1], block_args) for _ in range(num_modules[1])
-        ])
-        self.head = FeatureRefinement(sum(channels), num_classes, coarse_channels,
-                                      ocr_channels, ocr_key_channels, head_kernel)
+        self.layer2 = nn.Sequential(
+            *[MultiBranchModule((c1, c2, c3), blocks[1], block_args) for _ in range(num_modules[1])]
+        )
+        self.head = FeatureRefinement(
+            sum(channels), num_classes, coarse_channels, ocr_channels, ocr_key_channels, head_kernel
+        )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.funnel(x)
@@ -444,6 +461,15 @@ HIRESNET_LITE = HIRESNET.replace(
 
 @register_model(HIRESNET_LITE)
 def hiresnet_lite(config: ModelConfig, **kwargs) -> HiResNet:
-    lite = dict(channels=(16, 32, 64), blocks=(2, 2), num_modules=(1, 1), head_dim=16, stem_channels=32,
-                funnel_channels=32, coarse_channels=64, ocr_channels=64, ocr_key_channels=32)
+    lite = dict(
+        channels=(16, 32, 64),
+        blocks=(2, 2),
+        num_modules=(1, 1),
+        head_dim=16,
+        stem_channels=32,
+        funnel_channels=32,
+        coarse_channels=64,
+        ocr_channels=64,
+        ocr_key_channels=32,
+    )
     return hiresnet(config, **{**lite, **kwargs})

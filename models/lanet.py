@@ -19,6 +19,7 @@ config: 23,793,108 parameters, 65.96 GFLOPs at 512² (FlopCounterMode).
 
 Provenance and differences from the authors' code: docs/models/lanet.md
 """
+
 from __future__ import annotations
 
 import re
@@ -97,8 +98,10 @@ class PatchAttention(nn.Module):
         h, w = x.shape[-2:]
         grid = (h // self.window, w // self.window)
         if min(grid) < 1:
-            raise ValueError(f"PatchAttention: feature map {h}x{w} is smaller than its "
-                             f"{self.window}-px pooling window; use a larger tile")
+            raise ValueError(
+                f"PatchAttention: feature map {h}x{w} is smaller than its "
+                f"{self.window}-px pooling window; use a larger tile"
+            )
         attn = _upsample(self.gate(adaptive_avg_pool2d(x, grid)), (h, w))
         return x + x * attn
 
@@ -109,8 +112,7 @@ class AttentionEmbedding(nn.Module):
     No residual: the authors' code builds it with ``add_input=False`` (docs/models/lanet.md).
     """
 
-    def __init__(self, high_channels: int, low_channels: int, reduction: int = 16,
-                 window: int = 6):
+    def __init__(self, high_channels: int, low_channels: int, reduction: int = 16, window: int = 6):
         super().__init__()
         # kernel window+1, stride 1, "same" padding; zeros count in border averages
         self.pool = nn.AvgPool2d(window + 1, stride=1, padding=window // 2)
@@ -130,16 +132,29 @@ class LANet(nn.Module):
     (``lanet-lite``); the defaults are the paper's.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16,
-                 encoder_layers: tuple[int, ...] = (3, 4, 6, 3), basic_blocks: bool = False,
-                 encoder_width: int = 64, high: int = 128, low: int = 64):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 6,
+        output_stride: int = 16,
+        encoder_layers: tuple[int, ...] = (3, 4, 6, 3),
+        basic_blocks: bool = False,
+        encoder_width: int = 64,
+        high: int = 128,
+        low: int = 64,
+    ):
         super().__init__()
         if output_stride not in (16, 32):
             raise ValueError("LANet: output_stride must be 16 (FCN_16s) or 32 (FCN_32s)")
         # layer4 stride 1 and no dilation for output stride 16 (authors' FCN_16s)
         last_stride = 1 if output_stride == 16 else 2
-        self.encoder = ResNet(layers=encoder_layers, in_channels=in_channels, basic=basic_blocks,
-                              width=encoder_width, strides=(1, 2, 2, last_stride))
+        self.encoder = ResNet(
+            layers=encoder_layers,
+            in_channels=in_channels,
+            basic=basic_blocks,
+            width=encoder_width,
+            strides=(1, 2, 2, last_stride),
+        )
         c2, _, _, c5 = self.encoder.out_channels
         self.head = nn.Sequential(
             nn.Conv2d(c5, high, 1, bias=False),
@@ -181,18 +196,18 @@ class LANet(nn.Module):
 # Ordered (author prefix, our prefix) pairs; the first match wins. A None target drops
 # the key (``FCN.classifier`` is built but never used by LANet.forward).
 LANET_PREFIX_MAP: tuple[tuple[str, str | None], ...] = (
-    ("FCN.layer0.0.", "encoder.conv1."),       # re-created conv1 (in_channels bands)
-    ("FCN.layer0.1.", "encoder.bn1."),         # torchvision bn1
+    ("FCN.layer0.0.", "encoder.conv1."),  # re-created conv1 (in_channels bands)
+    ("FCN.layer0.1.", "encoder.bn1."),  # torchvision bn1
     ("FCN.layer1.", "encoder.layer1."),
     ("FCN.layer2.", "encoder.layer2."),
     ("FCN.layer3.", "encoder.layer3."),
     ("FCN.layer4.", "encoder.layer4."),
-    ("FCN.head.", "head."),                    # .0 conv, .1 BN
-    ("FCN.classifier.", None),                 # unused FCN classifier: dropped
-    ("PA0.3.SA.", "low_pam.gate."),            # must precede "PA0."
-    ("PA0.", "low_reduce."),                   # .0 conv 256->64, .1 BN
+    ("FCN.head.", "head."),  # .0 conv, .1 BN
+    ("FCN.classifier.", None),  # unused FCN classifier: dropped
+    ("PA0.3.SA.", "low_pam.gate."),  # must precede "PA0."
+    ("PA0.", "low_reduce."),  # .0 conv 256->64, .1 BN
     ("PA2.SA.", "high_pam.gate."),
-    ("AE.SE.1.", "aem.gate.0."),               # SE.0 is the AvgPool (no weights)
+    ("AE.SE.1.", "aem.gate.0."),  # SE.0 is the AvgPool (no weights)
     ("AE.SE.2.", "aem.gate.1."),
     ("AE.SE.4.", "aem.gate.3."),
     ("classifier0.", "classifier_low."),
@@ -211,7 +226,7 @@ def lanet_key_map(author_key: str) -> str | None:
     key = _DP_PREFIX.sub("", author_key)
     for src, dst in LANET_PREFIX_MAP:
         if key.startswith(src):
-            return None if dst is None else dst + key[len(src):]
+            return None if dst is None else dst + key[len(src) :]
     raise KeyError(f"not a LANet checkpoint key: {author_key!r}")
 
 
@@ -265,5 +280,13 @@ LANET_LITE = LANET.replace(
 @register_model(LANET_LITE, key_map=lanet_key_map)
 def lanet_lite(config: ModelConfig, output_stride: int = 16) -> LANet:
     """ResNet-18 at width 32 and branches of half the paper's width."""
-    return LANet(config.num_bands, config.num_classes, output_stride=output_stride, encoder_layers=(2, 2, 2, 2),
-                 basic_blocks=True, encoder_width=32, high=64, low=32)
+    return LANet(
+        config.num_bands,
+        config.num_classes,
+        output_stride=output_stride,
+        encoder_layers=(2, 2, 2, 2),
+        basic_blocks=True,
+        encoder_width=32,
+        high=64,
+        low=32,
+    )

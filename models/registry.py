@@ -4,11 +4,12 @@ Each registered entry point is a function ``fn(config, **kwargs) -> nn.Module`` 
 :class:`ModelConfig` holding its defaults. Entry points register when their module is
 imported; ``rsinfer.models`` imports all of them.
 """
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch.nn as nn
 

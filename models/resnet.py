@@ -15,9 +15,10 @@ Layout facts (not code) carried over from two references:
   contract_dilation``). The 3×3 conv pads by its dilation, so spatial size only
   changes through strides.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -31,11 +32,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None
+    ):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation,
-                               dilation=dilation, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -54,13 +55,13 @@ class Bottleneck(nn.Module):
 
     expansion = EXPANSION
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation,
-                               dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * EXPANSION, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * EXPANSION)
@@ -76,8 +77,7 @@ class Bottleneck(nn.Module):
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 class ResNet(nn.Module):
@@ -90,19 +90,28 @@ class ResNet(nn.Module):
     ``strides``/``dilations`` are per stage (layer1..layer4).
     """
 
-    def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), in_channels: int = 3,
-                 deep_stem: bool = False, strides: Sequence[int] = (1, 2, 2, 2),
-                 dilations: Sequence[int] = (1, 1, 1, 1), contract_dilation: bool = False,
-                 basic: bool = False, width: int = 64):
+    def __init__(
+        self,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        in_channels: int = 3,
+        deep_stem: bool = False,
+        strides: Sequence[int] = (1, 2, 2, 2),
+        dilations: Sequence[int] = (1, 1, 1, 1),
+        contract_dilation: bool = False,
+        basic: bool = False,
+        width: int = 64,
+    ):
         super().__init__()
         if not len(layers) == len(strides) == len(dilations) == 4:
             raise ValueError("layers, strides and dilations need one entry per stage (4)")
         self.block = BasicBlock if basic else Bottleneck
         self.deep_stem = deep_stem
         if deep_stem:  # mmseg ResNetV1c stem; no conv1/bn1 then
-            self.stem = nn.Sequential(*_conv_bn_relu(in_channels, width // 2, 2),
-                                      *_conv_bn_relu(width // 2, width // 2, 1),
-                                      *_conv_bn_relu(width // 2, width, 1))
+            self.stem = nn.Sequential(
+                *_conv_bn_relu(in_channels, width // 2, 2),
+                *_conv_bn_relu(width // 2, width // 2, 1),
+                *_conv_bn_relu(width // 2, width, 1),
+            )
         else:  # torchvision stem
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
             self.bn1 = nn.BatchNorm2d(width)
@@ -116,13 +125,13 @@ class ResNet(nn.Module):
         self.out_channels = tuple(p * self.block.expansion for p in planes)
         self._init_weights()
 
-    def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int,
-                    contract_dilation: bool) -> nn.Sequential:
+    def _make_layer(
+        self, planes: int, blocks: int, stride: int, dilation: int, contract_dilation: bool
+    ) -> nn.Sequential:
         out = planes * self.block.expansion
         downsample = None
         if stride != 1 or self.inplanes != out:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, out, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(out))
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
         first_dilation = dilation // 2 if (contract_dilation and dilation > 1) else dilation
         blocks_ = [self.block(self.inplanes, planes, stride, first_dilation, downsample)]
         self.inplanes = out

@@ -5,6 +5,7 @@ inference with an overlap margin wider than that field equals whole-image infere
 exactly; the tests rely on this. It is cheap enough to push 30000² rasters through
 on a laptop CPU for the streaming benchmarks.
 """
+
 from __future__ import annotations
 
 import torch

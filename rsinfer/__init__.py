@@ -1,2 +1,3 @@
 """rsinfer: streaming semantic segmentation of huge georeferenced rasters."""
+
 __version__ = "0.1.0"

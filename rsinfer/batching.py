@@ -5,11 +5,12 @@ into arrays of the current batch size (the last batch may be smaller). The batch
 can shrink during a run: on CUDA out-of-memory the pipeline halves it and retries the
 same tiles, and later batches keep the smaller size.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ class BatchSize:
         self.value = max(1, min(self.value, to))
 
 
-def batch_tiles(tiles: Iterable[TileData], size: BatchSize | int) -> Iterator[Union[Batch, TileData]]:
+def batch_tiles(tiles: Iterable[TileData], size: BatchSize | int) -> Iterator[Batch | TileData]:
     """Yield a :class:`Batch` per ``size`` non-empty tiles, and each empty tile as it comes."""
     size = size if isinstance(size, BatchSize) else BatchSize(size)
     pending: list[TileData] = []
@@ -75,7 +76,9 @@ def predict_halving_on_oom(predict: Callable[[Batch], torch.Tensor], size: Batch
     except torch.cuda.OutOfMemoryError:
         n = len(batch)
         if n == 1:
-            raise ModelError("out of GPU memory with a batch of one tile; use a smaller --tile or --precision fp16") from None
+            raise ModelError(
+                "out of GPU memory with a batch of one tile; use a smaller --tile or --precision fp16"
+            ) from None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         size.shrink(n // 2)
@@ -101,8 +104,9 @@ def parse_memory(text: str) -> int:
     return int(value * scale)
 
 
-def auto_batch_size(try_batch: Callable[[int], None], device: torch.device, budget: int | None,
-                    cpu_default: int = 4, largest: int = 256) -> int:
+def auto_batch_size(
+    try_batch: Callable[[int], None], device: torch.device, budget: int | None, cpu_default: int = 4, largest: int = 256
+) -> int:
     """The largest batch (a power of two) whose forward pass fits ``budget`` bytes of GPU memory.
 
     ``try_batch(b)`` runs one batch of ``b`` tiles. Peak allocated memory is measured per

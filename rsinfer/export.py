@@ -9,6 +9,7 @@ view of any size → the context tensors).
 Files are written under a temporary name and renamed once they pass onnx's checker and
 match PyTorch on a random batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,12 +64,22 @@ class _LocalGraph(nn.Module):
         return self.model.predict_patches(patches, dict(zip(self.keys, context)), boxes)
 
 
-def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-            dynamic_axes: dict) -> None:
+def _export(
+    module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str], dynamic_axes: dict
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python-int shapes
-        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
@@ -82,8 +93,9 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Path, batch: int = 2,
-                seed: int = 0) -> ExportResult:
+def export_onnx(
+    model: nn.Module, config: ModelConfig, tile: int, path: str | Path, batch: int = 2, seed: int = 0
+) -> ExportResult:
     """Export ``model`` for tiles of ``tile`` px and verify it against PyTorch on CPU."""
     model = model.to("cpu").eval()
     side = config.padded_size(tile)
@@ -99,18 +111,24 @@ def export_onnx(model: nn.Module, config: ModelConfig, tile: int, path: str | Pa
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{path}: cannot export {config.name}: {first[:400]}") from None
         if not diff <= TOLERANCE:  # also catches NaN
-            raise ModelError(f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written")
+            raise ModelError(
+                f"{path}: the ONNX graph differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e}); not written"
+            )
         for partial, final in partials:
             commit(partial, final)
-        return ExportResult([str(f) for _, f in partials], diff,
-                            {str(final): sessions[str(partial)] for partial, final in partials if str(partial) in sessions})
+        return ExportResult(
+            [str(f) for _, f in partials],
+            diff,
+            {str(final): sessions[str(partial)] for partial, final in partials if str(partial) in sessions},
+        )
     finally:
         for partial, _ in partials:
             remove(partial)
 
 
-def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list,
-                     sessions: dict) -> float:
+def _export_verified(
+    model: nn.Module, config: ModelConfig, side: int, path: Path, patches, gen, partials: list, sessions: dict
+) -> float:
     """Export to partial files; return the max |difference| from PyTorch on the test batch."""
     if config.is_global_local:
         assert isinstance(model, GlobalLocalModel)
@@ -125,8 +143,9 @@ def _export_verified(model: nn.Module, config: ModelConfig, side: int, path: Pat
     return float(np.abs(got - ref).max())
 
 
-def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int, path: Path, patches, gen,
-                         partials: list, sessions: dict) -> float:
+def _export_global_local(
+    model: GlobalLocalModel, config: ModelConfig, side: int, path: Path, patches, gen, partials: list, sessions: dict
+) -> float:
     gh, gw = global_view_size(side * 3, side * 2, model.global_size)  # a non-square region
     view = torch.randn(1, config.num_bands, gh, gw, generator=gen)
     boxes = torch.tensor([[0.0, 0.0, 1 / 3, 1 / 2], [2 / 3, 1 / 2, 1.0, 1.0]])[: patches.shape[0]]
@@ -140,12 +159,30 @@ def _export_global_local(model: GlobalLocalModel, config: ModelConfig, side: int
     partials += [(g_partial, global_path), (l_partial, path)]
     ctx_names = [f"ctx_{k}" for k in keys]
     # Wrappers start in training mode, and the exporter restores each module's mode on exit.
-    _export(_GlobalGraph(model, keys).eval(), (view,), g_partial, ["view"], ctx_names,
-            {"view": {2: "gh", 3: "gw"}, **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)}})
-    _export(_LocalGraph(model, keys).eval(), (patches, boxes, *[context[k] for k in keys]), l_partial,
-            ["patches", "boxes", *ctx_names], ["logits"],
-            {"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"},
-             **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)}})
+    _export(
+        _GlobalGraph(model, keys).eval(),
+        (view,),
+        g_partial,
+        ["view"],
+        ctx_names,
+        {
+            "view": {2: "gh", 3: "gw"},
+            **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)},
+        },
+    )
+    _export(
+        _LocalGraph(model, keys).eval(),
+        (patches, boxes, *[context[k] for k in keys]),
+        l_partial,
+        ["patches", "boxes", *ctx_names],
+        ["logits"],
+        {
+            "patches": {0: "batch"},
+            "boxes": {0: "batch"},
+            "logits": {0: "batch"},
+            **{n: {i: f"{n}_{i}" for i in range(1, context[k].dim())} for n, k in zip(ctx_names, keys)},
+        },
+    )
     g_session = sessions[str(g_partial)] = _session(g_partial)
     g_out = g_session.run(None, {"view": view.numpy()})
     local = sessions[str(l_partial)] = _session(l_partial)

@@ -13,6 +13,7 @@ them, never the full-resolution raster in one piece. Contexts are computed on th
 model's device and kept in a small LRU cache: tiles arrive row by row, so a row of
 regions is all that is live at a time.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ class AxisRegions:
     views: tuple[Span, ...]
 
     @classmethod
-    def build(cls, axis: AxisTiling, region: int) -> "AxisRegions":
+    def build(cls, axis: AxisTiling, region: int) -> AxisRegions:
         n = max(1, math.ceil(axis.size / region)) if axis.size > region else 1
         owners = tuple(min(n - 1, int((s + axis.tile / 2) // region)) if n > 1 else 0 for s in axis.starts)
         views = []
@@ -100,11 +101,16 @@ def read_global_view(info: RasterInfo, rows: Span, cols: Span, global_size: int)
     try:
         with rasterio.open(info.path) as ds:
             data = ds.read(unique, window=window, out_shape=(len(unique), gh, gw), resampling=Resampling.bilinear)
-            valid = (ds.dataset_mask(window=window, out_shape=(gh, gw), resampling=Resampling.nearest) > 0
-                     if info.has_mask else np.ones((gh, gw), dtype=bool))
+            valid = (
+                ds.dataset_mask(window=window, out_shape=(gh, gw), resampling=Resampling.nearest) > 0
+                if info.has_mask
+                else np.ones((gh, gw), dtype=bool)
+            )
     except RasterioError as err:
-        raise InputError(f"{info.path}: cannot read the global view of rows {rows.start}-{rows.stop}, "
-                         f"cols {cols.start}-{cols.stop} ({first_line(err)})") from None
+        raise InputError(
+            f"{info.path}: cannot read the global view of rows {rows.start}-{rows.stop}, "
+            f"cols {cols.start}-{cols.stop} ({first_line(err)})"
+        ) from None
     take = [unique.index(b) for b in info.bands]
     return GlobalView(data[take], valid)
 

@@ -96,7 +96,9 @@ def _with_tiling(config: ModelConfig, tile: int | None, overlap: int | None) -> 
     tile = tile or config.tile
     overlap = config.overlap if overlap is None else overlap
     if not 0 <= overlap < tile:
-        raise ModelError(f"model {config.name}: overlap {overlap} must be at least 0 and smaller than the tile ({tile})")
+        raise ModelError(
+            f"model {config.name}: overlap {overlap} must be at least 0 and smaller than the tile ({tile})"
+        )
     try:
         config.check_tile(tile)
     except ValueError as err:

@@ -87,8 +87,10 @@ def check_resumable(store: str, fingerprint: dict[str, Any]) -> None:
     """Refuse to continue a store made by another job, saying what differs."""
     diff = differences(read_fingerprint(store), fingerprint)
     if diff:
-        raise RsinferError(f"{store}: cannot resume, the partial output was made by another job ({'; '.join(diff)}); "
-                           "--overwrite starts over")
+        raise RsinferError(
+            f"{store}: cannot resume, the partial output was made by another job ({'; '.join(diff)}); "
+            "--overwrite starts over"
+        )
 
 
 def remove_stray_files(store: str) -> None:

@@ -175,7 +175,9 @@ def run_segment(
         store_spec = replace(spec, path=store)
         first_row = open_store(store_spec, job_fingerprint(opts, info, loaded, mode), opts.resume, opts.overwrite)
         try:
-            stats = _fill_and_commit(opts, spec, store_spec, info, grid, predictor, batch_size, first_row, progress, stop)
+            stats = _fill_and_commit(
+                opts, spec, store_spec, info, grid, predictor, batch_size, first_row, progress, stop
+            )
         except KeyboardInterrupt:  # a second signal: keep what is done, as for the first
             if not opts.keep_partial:
                 remove(store)
@@ -318,4 +320,3 @@ def choose_batch_size(
 
     budget = parse_memory(max_gpu_mem) if max_gpu_mem else None
     return auto_batch_size(try_batch, backend.device, budget)
-

@@ -13,6 +13,7 @@ labels (and uint8 probabilities, when asked for) come back to the host.
 ``crop`` needs no accumulation: every pixel has one owner tile, whose core is written
 as it is. ``linear``/``gaussian`` sum ``weight × score`` and divide by the summed weight.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -99,12 +100,16 @@ class RowBandStitcher:
     def _strip(self, s: int) -> _Strip:
         strip = self._strips.get(s)
         if strip is None:
-            strip = _Strip(self._strip_rows[s], self.grid.width, self.classes, self.accumulate, self.keep_scores, self.device)
+            strip = _Strip(
+                self._strip_rows[s], self.grid.width, self.classes, self.accumulate, self.keep_scores, self.device
+            )
             self._strips[s] = strip
             self.peak_strips = max(self.peak_strips, len(self._strips))
         return strip
 
-    def add(self, tile: Tile, scores: torch.Tensor | None, valid: torch.Tensor | np.ndarray | None) -> list[FinishedRows]:
+    def add(
+        self, tile: Tile, scores: torch.Tensor | None, valid: torch.Tensor | np.ndarray | None
+    ) -> list[FinishedRows]:
         """Add one tile's scores (None for a tile with no valid pixel); return rows now finished."""
         if scores is not None:
             if not isinstance(valid, torch.Tensor):
@@ -132,7 +137,10 @@ class RowBandStitcher:
         if r0 >= r1:
             return None
         strip_sl = (slice(r0 - strip.rows.start, r1 - strip.rows.start), slice(cols.start, cols.stop))
-        tile_sl = (slice(r0 - tile.rows.start, r1 - tile.rows.start), slice(cols.start - tile.cols.start, cols.stop - tile.cols.start))
+        tile_sl = (
+            slice(r0 - tile.rows.start, r1 - tile.rows.start),
+            slice(cols.start - tile.cols.start, cols.stop - tile.cols.start),
+        )
         return strip_sl, tile_sl
 
     def _assign(self, strip: _Strip, tile: Tile, scores: torch.Tensor, valid: torch.Tensor) -> None:
@@ -143,7 +151,9 @@ class RowBandStitcher:
         core_scores = scores[:, tr, tc]
         core_valid = valid[tr, tc]
         labels = core_scores.argmax(0).to(torch.uint8)
-        strip.labels[sr, sc] = torch.where(core_valid, labels, torch.tensor(NODATA_LABEL, dtype=torch.uint8, device=self.device))
+        strip.labels[sr, sc] = torch.where(
+            core_valid, labels, torch.tensor(NODATA_LABEL, dtype=torch.uint8, device=self.device)
+        )
         strip.valid[sr, sc] = core_valid
         if strip.scores is not None:
             strip.scores[:, sr, sc] = core_scores
@@ -184,7 +194,11 @@ class RowBandStitcher:
         rows = self._strip_rows[s]
         if strip is None:  # no tile touching this strip had a valid pixel
             labels = np.full((rows.size, self.grid.width), NODATA_LABEL, dtype=np.uint8)
-            scores = np.zeros((self.classes, rows.size, self.grid.width), np.uint8 if self.quantize else np.float32) if self.keep_scores else None
+            scores = (
+                np.zeros((self.classes, rows.size, self.grid.width), np.uint8 if self.quantize else np.float32)
+                if self.keep_scores
+                else None
+            )
             return FinishedRows(rows, labels, scores)
         if self.accumulate:
             blended = strip.acc / strip.wsum.clamp_min(1e-12)

@@ -12,6 +12,7 @@ pixel has exactly one owner. ``crop`` blending keeps each tile's core; ``linear`
 overlap, so a model whose receptive radius fits in ``overlap // 4`` (``overlap // 2`` for
 crop) gives exactly the whole-image result.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ class AxisTiling:
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def build(cls, size: int, tile: int, overlap: int) -> "AxisTiling":
+    def build(cls, size: int, tile: int, overlap: int) -> AxisTiling:
         if size < 1:
             raise ValueError("raster side must be at least 1 pixel")
         if tile < 1 or not 0 <= overlap < tile:

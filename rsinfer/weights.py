@@ -5,12 +5,13 @@ PyTorch files go through ``torch.load(weights_only=True)``, which refuses pickle
 would run code.
 
 ``--weights`` takes a file or the name of an entry in the bundled manifest
-(``weights/manifest.json``, or ``RSINFER_WEIGHTS_MANIFEST``); manifest files are verified against their sha256 before use,
-and an entry carries the config its weights were trained with (classes, bands,
+(``weights/manifest.json``, or ``RSINFER_WEIGHTS_MANIFEST``); manifest files are verified
+against their sha256 before use, and an entry carries the config its weights were trained with (classes, bands,
 normalization), which overrides the model's defaults. An entry marked ``default`` is
 what a model runs with when no ``--weights`` is given; ``--weights random`` asks for
 none.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -128,7 +129,9 @@ def resolve_weights(spec: str, manifest: str | Path | None = None) -> tuple[Path
         raise ModelError(f"weights {spec}: file {file} is missing")
     digest = sha256_of(file)
     if digest != entry.sha256:
-        raise ModelError(f"weights {spec}: {file} fails its checksum (sha256 {digest[:12]}…, manifest {entry.sha256[:12]}…)")
+        raise ModelError(
+            f"weights {spec}: {file} fails its checksum (sha256 {digest[:12]}…, manifest {entry.sha256[:12]}…)"
+        )
     return file, entry
 
 
@@ -165,7 +168,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Remove wrapper prefixes (``module.``, ``net.``) shared by every key."""
     for prefix in WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -197,7 +200,11 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):

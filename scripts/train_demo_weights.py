@@ -12,6 +12,7 @@ and an entry into ``OUT/manifest.json``, marked as the model's default weights.
 The weights know synthetic scenes only: they are for demonstrations and tests, not for
 real imagery.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,7 @@ PEAK_LR = 2e-3
 # at the peak rate above: a lower one and clipped gradients keep it stable.
 PEAK_LR_OF = {"glcanet-lite": 1e-3}
 GRAD_CLIP_OF = {"glcanet-lite": 1.0}
-DISCLAIMER = ("Trained on synthetic rsinfer synth scenes only, for demonstrations and tests; "
-              "not for real imagery.")
+DISCLAIMER = "Trained on synthetic rsinfer synth scenes only, for demonstrations and tests; not for real imagery."
 
 
 @dataclass
@@ -75,8 +75,12 @@ def make_scene(folder: Path, seed: int, size: int, with_views: bool = True) -> S
     with rasterio.open(image_path) as src, rasterio.open(label_path) as lab:
         for scale in VIEW_SCALES if with_views else ():
             side = min(size, round(size * scale))
-            views.append((src.read(out_shape=(3, side, side), resampling=Resampling.bilinear),
-                          lab.read(1, out_shape=(side, side), resampling=Resampling.nearest)))
+            views.append(
+                (
+                    src.read(out_shape=(3, side, side), resampling=Resampling.bilinear),
+                    lab.read(1, out_shape=(side, side), resampling=Resampling.nearest),
+                )
+            )
         return Scene(src.read(), lab.read(1), views)
 
 
@@ -118,8 +122,8 @@ def sample_crops(scenes: list[Scene], rng: np.random.Generator, batch: int, crop
         s = scenes[rng.integers(len(scenes))]
         y, x = rng.integers(0, s.labels.shape[0] - crop + 1), rng.integers(0, s.labels.shape[1] - crop + 1)
         k = int(rng.integers(8))
-        images.append(dihedral(s.image[:, y:y + crop, x:x + crop], k))
-        labels.append(dihedral(s.labels[y:y + crop, x:x + crop], k))
+        images.append(dihedral(s.image[:, y : y + crop, x : x + crop], k))
+        labels.append(dihedral(s.labels[y : y + crop, x : x + crop], k))
     return np.stack(images), np.stack(labels)
 
 
@@ -133,15 +137,15 @@ def sample_region(scenes: list[Scene], rng: np.random.Generator, patches: int, c
     vs = int(rng.integers(min(vside, 300), min(vside, 500) + 1))
     vy, vx = rng.integers(0, vside - vs + 1), rng.integers(0, vside - vs + 1)
     k = int(rng.integers(8))
-    view = dihedral(scene_view[:, vy:vy + vs, vx:vx + vs], k)
-    view_labels = dihedral(scene_view_labels[vy:vy + vs, vx:vx + vs], k)
+    view = dihedral(scene_view[:, vy : vy + vs, vx : vx + vs], k)
+    view_labels = dihedral(scene_view_labels[vy : vy + vs, vx : vx + vs], k)
     r0y, r0x, rsize = vy * factor, vx * factor, vs * factor
     images, labels, boxes = [], [], []
     for _ in range(patches):
         y = int(rng.integers(math.ceil(r0y), int(r0y + rsize) - crop + 1))
         x = int(rng.integers(math.ceil(r0x), int(r0x + rsize) - crop + 1))
-        images.append(dihedral(s.image[:, y:y + crop, x:x + crop], k))
-        labels.append(dihedral(s.labels[y:y + crop, x:x + crop], k))
+        images.append(dihedral(s.image[:, y : y + crop, x : x + crop], k))
+        labels.append(dihedral(s.labels[y : y + crop, x : x + crop], k))
         box = ((y - r0y) / rsize, (x - r0x) / rsize, (y + crop - r0y) / rsize, (x + crop - r0x) / rsize)
         boxes.append(dihedral_box(box, k))
     return view[None], view_labels[None], np.stack(images), np.stack(labels), np.array(boxes, dtype=np.float32)
@@ -164,12 +168,16 @@ def train_step(model, norm, scenes, rng, weights, batch: int) -> torch.Tensor:
         # without the global context (--mode global-local / patch).
         view, view_labels, images, labels, boxes = sample_region(scenes, rng, batch // 2, CROP)
         context = model.forward_global(norm(view))
-        global_logits = F.interpolate(model.forward_global_logits(context), size=view.shape[-2:],
-                                      mode="bilinear", align_corners=False)
+        global_logits = F.interpolate(
+            model.forward_global_logits(context), size=view.shape[-2:], mode="bilinear", align_corners=False
+        )
         x, target = norm(images), labels_tensor(labels)
         local = model.forward_local(x, context, torch.from_numpy(boxes))
-        return (F.cross_entropy(local, target, weight=weights) + F.cross_entropy(model.forward_patch(x), target, weight=weights)
-                + 0.5 * F.cross_entropy(global_logits, labels_tensor(view_labels), weight=weights))
+        return (
+            F.cross_entropy(local, target, weight=weights)
+            + F.cross_entropy(model.forward_patch(x), target, weight=weights)
+            + 0.5 * F.cross_entropy(global_logits, labels_tensor(view_labels), weight=weights)
+        )
     images, labels = sample_crops(scenes, rng, batch, CROP)
     return F.cross_entropy(model(norm(images)), labels_tensor(labels), weight=weights)
 
@@ -179,11 +187,11 @@ def validate(model, norm, scene: Scene, num_classes: int, side: int = 1024) -> f
     """mIoU of whole-image inference on a corner of the validation scene (progress only)."""
     model.eval()
     multiple = 32
-    image = scene.image[:, :side - side % multiple, :side - side % multiple]
+    image = scene.image[:, : side - side % multiple, : side - side % multiple]
     pred = model(norm(image[None])).argmax(1)[0].numpy()
     model.train()
-    truth = scene.labels[:pred.shape[0], :pred.shape[1]]
-    cm = np.bincount(truth.ravel().astype(np.int64) * num_classes + pred.ravel(), minlength=num_classes ** 2)
+    truth = scene.labels[: pred.shape[0], : pred.shape[1]]
+    cm = np.bincount(truth.ravel().astype(np.int64) * num_classes + pred.ravel(), minlength=num_classes**2)
     return confusion_metrics(cm.reshape(num_classes, num_classes))["miou"]
 
 
@@ -209,7 +217,11 @@ def train(name: str, scenes: list[Scene], validation: Scene, steps: int, seed: i
         schedule.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % 100 == 0 or step == steps:
-            miou = validate(model, norm, validation, config.num_classes) if step % 500 == 0 or step == steps else float("nan")
+            miou = (
+                validate(model, norm, validation, config.num_classes)
+                if step % 500 == 0 or step == steps
+                else float("nan")
+            )
             log(f"{name} step {step}/{steps} loss {running:.3f} val mIoU {miou:.3f} ({time.time() - start:.0f} s)")
     return model.eval()
 
@@ -222,9 +234,14 @@ def save(model, name: str, out: Path, seed: int, steps: int) -> WeightEntry:
     about = {"model": name, "seed": seed, "steps": steps, "note": DISCLAIMER}
     save_safetensors(state, file, metadata={"rsinfer": json.dumps(about, sort_keys=True)})
     entry = WeightEntry(
-        name=f"{name}.synthetic", file=file.name, model=name, sha256=sha256_of(file), default=True,
+        name=f"{name}.synthetic",
+        file=file.name,
+        model=name,
+        sha256=sha256_of(file),
+        default=True,
         source=f"scripts/train_demo_weights.py --models {name} --seed {seed} --steps {steps}",
-        license="MIT", description=DISCLAIMER,
+        license="MIT",
+        description=DISCLAIMER,
     )
     save_manifest_entry(out / "manifest.json", entry)
     return entry
@@ -237,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
-    parser.add_argument("--data", type=Path, default=Path("bench-data/train"), help="Where the training scenes are cached.")
+    parser.add_argument(
+        "--data", type=Path, default=Path("bench-data/train"), help="Where the training scenes are cached."
+    )
     parser.add_argument("--scene-size", type=int, default=SCENE_SIZE)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)

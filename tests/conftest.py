@@ -1,4 +1,5 @@
 """Shared fixtures: real rasters from the shared data folder and small rasters made on the fly."""
+
 from __future__ import annotations
 
 import os
@@ -31,14 +32,30 @@ def runner() -> CliRunner:
 def make_raster(tmp_path):
     """Write a small tiled GeoTIFF: ``make_raster(data, name=..., nodata=..., **profile)``."""
 
-    def make(data: np.ndarray, name: str = "in.tif", nodata=None, crs="EPSG:32632", transform=None,
-             tiled=True, block=256, colorinterp=None, **profile) -> Path:
+    def make(
+        data: np.ndarray,
+        name: str = "in.tif",
+        nodata=None,
+        crs="EPSG:32632",
+        transform=None,
+        tiled=True,
+        block=256,
+        colorinterp=None,
+        **profile,
+    ) -> Path:
         if data.ndim == 2:
             data = data[None]
         path = tmp_path / name
-        prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                    dtype=data.dtype.name, crs=crs, nodata=nodata,
-                    transform=transform or from_origin(500000.0, 5400000.0, 0.2, 0.2))
+        prof = dict(
+            driver="GTiff",
+            width=data.shape[2],
+            height=data.shape[1],
+            count=data.shape[0],
+            dtype=data.dtype.name,
+            crs=crs,
+            nodata=nodata,
+            transform=transform or from_origin(500000.0, 5400000.0, 0.2, 0.2),
+        )
         if tiled:
             prof.update(tiled=True, blockxsize=block, blockysize=block)
         prof.update(profile)

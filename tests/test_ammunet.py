@@ -1,4 +1,5 @@
 """AMMUNet: shapes, attention math against a dense reference, identity mask, key map, windows."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,13 +9,13 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from rsinfer.models import create_model, get_config
-from rsinfer.weights import load_checkpoint
 from rsinfer.models.ammunet import (
     AMMUNet,
     AttentionBlock,
     MergedAttention,
     ammunet_key_map,
 )
+from rsinfer.weights import load_checkpoint
 
 torch.manual_seed(0)
 
@@ -43,11 +44,13 @@ class TinyEncoder(nn.Module):
 
 
 def tiny_ammunet(num_classes: int = 3) -> AMMUNet:
-    return AMMUNet(num_classes=num_classes, channels=16, num_heads=2, backbone=TinyEncoder(),
-                   encoder_channels=(8, 8, 8, 8)).eval()
+    return AMMUNet(
+        num_classes=num_classes, channels=16, num_heads=2, backbone=TinyEncoder(), encoder_channels=(8, 8, 8, 8)
+    ).eval()
 
 
 # --- registry, shapes, sizes -------------------------------------------------------------
+
 
 def test_config():
     cfg = get_config("ammunet")
@@ -78,9 +81,14 @@ def test_non_multiple_of_32_is_padded_by_the_caller(model):
 
 
 def test_bands_and_classes_follow_the_config():
-    cfg = get_config("ammunet", in_bands=("red", "green", "blue", "nir"),
-                     mean=(0.0,) * 4, std=(1.0,) * 4, class_names=("a", "b"),
-                     class_colors=((0, 0, 0), (255, 255, 255)))
+    cfg = get_config(
+        "ammunet",
+        in_bands=("red", "green", "blue", "nir"),
+        mean=(0.0,) * 4,
+        std=(1.0,) * 4,
+        class_names=("a", "b"),
+        class_colors=((0, 0, 0), (255, 255, 255)),
+    )
     net = create_model("ammunet", cfg)
     assert net.backbone.stem[0].in_channels == 4
     with torch.no_grad():
@@ -98,6 +106,7 @@ def test_512_forward_params_and_flops(model):
 
 
 # --- attention math ----------------------------------------------------------------------
+
 
 def hierarchy(base: int, levels: int, dim: int = 16, heads: int = 2) -> list[MergedAttention]:
     """Random-weight attention modules for levels 0..levels-1, in float64."""
@@ -133,12 +142,12 @@ def dense_reference(attns: list[MergedAttention], xs: list[torch.Tensor], base: 
         d = c // heads
         r = torch.arange(h).repeat_interleave(w)
         col = torch.arange(w).repeat(h)
-        q, key, v = F.linear(x.reshape(b, n, c), attn.qkv.weight, attn.qkv.bias) \
-            .view(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
-        logits = q @ key.transpose(-2, -1) * d ** -0.5
+        q, key, v = (
+            F.linear(x.reshape(b, n, c), attn.qkv.weight, attn.qkv.bias).view(b, n, 3, heads, d).permute(2, 0, 3, 1, 4)
+        )
+        logits = q @ key.transpose(-2, -1) * d**-0.5
         side = base if k == 0 else 2
-        same_group = ((r // side)[:, None] == (r // side)[None, :]) \
-            & ((col // side)[:, None] == (col // side)[None, :])
+        same_group = ((r // side)[:, None] == (r // side)[None, :]) & ((col // side)[:, None] == (col // side)[None, :])
         dr = (r % side)[:, None] - (r % side)[None, :] + side - 1
         dc = (col % side)[:, None] - (col % side)[None, :] + side - 1
         bias = attn.relative_position_bias_table[dr * (2 * side - 1) + dc].permute(2, 0, 1)
@@ -150,7 +159,7 @@ def dense_reference(attns: list[MergedAttention], xs: list[torch.Tensor], base: 
             s = k - i
             ancestor = (r >> s) * (w >> s) + (col >> s)
             masked = own[i] * (1 - torch.eye(own[i].shape[-1], dtype=x.dtype))
-            merged = merged + masked[:, :, ancestor][:, :, :, ancestor] / 4 ** s
+            merged = merged + masked[:, :, ancestor][:, :, :, ancestor] / 4**s
         own.append(fine)
         mats.append(merged)
         out = (merged @ v).transpose(1, 2).reshape(b, n, c)
@@ -162,8 +171,10 @@ def dense_reference(attns: list[MergedAttention], xs: list[torch.Tensor], base: 
 def test_gmsa_ammm_equals_dense_merged_attention(base, windows):
     levels = 3
     attns = hierarchy(base, levels)
-    xs = [torch.randn(2, (base << k) * windows[0], (base << k) * windows[1], 16,
-                      dtype=torch.float64) for k in range(levels)]
+    xs = [
+        torch.randn(2, (base << k) * windows[0], (base << k) * windows[1], 16, dtype=torch.float64)
+        for k in range(levels)
+    ]
     with torch.no_grad():
         ours, _ = run_hierarchy(attns, xs)
         dense, mats = dense_reference(attns, xs, base)
@@ -186,16 +197,17 @@ def test_identity_mask_zeroes_exactly_the_diagonal():
         _, maps = run_hierarchy(attns, xs)
         _, mats = dense_reference(attns, xs, base)
     m0, m1 = maps
-    assert m0.shape == (1, 2, 1, base ** 2, base ** 2)  # level 0: one group, the window
-    assert m1.shape == (1, 2, base ** 2, 4, 4)  # level 1: one 2×2 group per level-0 token
+    assert m0.shape == (1, 2, 1, base**2, base**2)  # level 0: one group, the window
+    assert m1.shape == (1, 2, base**2, 4, 4)  # level 1: one 2×2 group per level-0 token
     for m in (m0, m1):
         assert torch.all(torch.diagonal(m, dim1=-2, dim2=-1) == 0)
-    off = ~torch.eye(base ** 2, dtype=torch.bool)
+    off = ~torch.eye(base**2, dtype=torch.bool)
     torch.testing.assert_close(m0[..., off], mats[0][:, :, None][..., off])
     # Level 1: group g is level-0 token g (raster); its 4 tokens in raster order inside.
     side = 2 * base
-    tokens = torch.tensor([[(2 * (g // base) + i // 2) * side + 2 * (g % base) + i % 2
-                            for i in range(4)] for g in range(base ** 2)])
+    tokens = torch.tensor(
+        [[(2 * (g // base) + i // 2) * side + 2 * (g % base) + i % 2 for i in range(4)] for g in range(base**2)]
+    )
     own = mats[1][:, :, tokens[:, :, None], tokens[:, None, :]]  # same-group entries: fine only
     torch.testing.assert_close(m1, own * (1 - torch.eye(4, dtype=torch.float64)))
     assert torch.all(torch.diagonal(own, dim1=-2, dim2=-1) > 0)
@@ -211,6 +223,7 @@ def test_relative_position_index_matches_the_authors_recipe():
 
 
 # --- windows at 1024 and odd sizes ---------------------------------------------------------
+
 
 def test_1024_gives_four_independent_windows_per_level():
     """Level grids of a 1024² tile (32², 64², 128² tokens): 4 windows at every level,
@@ -247,6 +260,7 @@ def test_tiny_model_at_1024_and_at_a_padded_size():
 
 
 # --- authors' checkpoint layout ------------------------------------------------------------
+
 
 def authors_state_dict() -> dict[str, torch.Tensor]:
     """Every key of the authors' mmseg checkpoint, with its shape, filled with random values.
@@ -344,8 +358,7 @@ def test_authors_checkpoint_loads_strictly():
     theirs = authors_state_dict()
     # Table III comparison in the docstring: their full model and ours.
     n_theirs = sum(t.numel() for k, t in theirs.items() if is_parameter(k))
-    n_aux = sum(t.numel() for k, t in theirs.items()
-                if is_parameter(k) and k.startswith("auxiliary_head."))
+    n_aux = sum(t.numel() for k, t in theirs.items() if is_parameter(k) and k.startswith("auxiliary_head."))
     assert (n_theirs, n_theirs - n_aux) == (34_118_940, 31_757_590)
 
     mapped, dropped = {}, []
@@ -356,8 +369,11 @@ def test_authors_checkpoint_loads_strictly():
         else:
             assert ours not in mapped, f"two keys map to {ours}"
             mapped[ours] = value
-    assert all(k.startswith(("auxiliary_head.", "decode_head.p0.", "decode_head.fr.",
-                             "decode_head.pb")) or k.endswith(".weights") for k in dropped)
+    assert all(
+        k.startswith(("auxiliary_head.", "decode_head.p0.", "decode_head.fr.", "decode_head.pb"))
+        or k.endswith(".weights")
+        for k in dropped
+    )
     assert sum(k.startswith("decode_head.pb") for k in dropped) == 3  # the index buffers
     assert sum(k.endswith(".weights") for k in dropped) == 4  # p0..p3
 
@@ -365,10 +381,12 @@ def test_authors_checkpoint_loads_strictly():
     net.load_state_dict(mapped, strict=True)
     assert sum(p.numel() for p in net.parameters()) == PARAMS_512
     ours = net.state_dict()
-    assert torch.equal(ours["decoder.b4.attn.relative_position_bias_table"],
-                       theirs["decode_head.pb4.relative_position_bias_table"])
-    assert torch.equal(ours["decoder.b2.attn.relative_position_bias_table"],
-                       theirs["decode_head.pb2.relative_position_bias_table"])
+    assert torch.equal(
+        ours["decoder.b4.attn.relative_position_bias_table"], theirs["decode_head.pb4.relative_position_bias_table"]
+    )
+    assert torch.equal(
+        ours["decoder.b2.attn.relative_position_bias_table"], theirs["decode_head.pb2.relative_position_bias_table"]
+    )
     assert torch.equal(ours["decoder.b3.ffn.fc2.weight"], theirs["decode_head.b3.ffn.layers.1.weight"])
     assert torch.equal(ours["decoder.p2.pre_conv.bias"], theirs["decode_head.p2.pre_conv.conv.bias"])
     assert torch.equal(ours["backbone.stem.6.weight"], theirs["backbone.stem.6.weight"])
@@ -378,23 +396,28 @@ def test_authors_checkpoint_loads_strictly():
 
 # --- export ---------------------------------------------------------------------------------
 
+
 def test_exports_to_onnx_with_dynamic_size(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     net = tiny_ammunet()
     path = tmp_path / "ammunet.onnx"
-    torch.onnx.export(net, (torch.randn(1, 3, 64, 64),), str(path), dynamo=False,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "b", 2: "h", 3: "w"},
-                                    "logits": {0: "b", 2: "h", 3: "w"}})
+    torch.onnx.export(
+        net,
+        (torch.randn(1, 3, 64, 64),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "logits": {0: "b", 2: "h", 3: "w"}},
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 64, 64), (2, 3, 96, 160), (1, 3, 544, 512)]:
         x = torch.randn(shape)
         with torch.no_grad():
             expected = net(x).numpy()
         got = session.run(None, {"x": x.numpy()})[0]
-        torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected), rtol=1e-4, atol=1e-4)
 
 
 def test_ammunet_mmseg_checkpoint_loads_strictly_after_mapping(tmp_path):

@@ -1,5 +1,6 @@
 """The Table 1 baselines (UNet, ICNet, PSPNet, SegNet, DeepLabv3+, FCN-8s): shapes, ONNX parity,
 SegNet unpooling, exportable pyramid pooling, parameter counts. Small inputs only; 512² only on meta."""
+
 import io
 import warnings
 
@@ -8,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsinfer.models import baselines
-from rsinfer.models import create_model, get_config
+from rsinfer.models import baselines, create_model, get_config
 from rsinfer.models.complexity import model_complexity
 
 NAMES = ("unet", "icnet", "pspnet", "segnet", "deeplabv3plus", "fcn8s")
@@ -41,8 +41,16 @@ def test_each_exports_to_onnx_and_matches_onnxruntime():
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (x,),
+                buf,
+                dynamo=False,
+                opset_version=17,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
         xb = torch.randn(2, 3, 32, 64)  # another batch size through the dynamic axis
         got = sess.run(None, {"input": xb.numpy()})[0]
@@ -53,15 +61,14 @@ def test_each_exports_to_onnx_and_matches_onnxruntime():
 
 
 def test_segnet_unpooling_puts_values_back_at_the_argmax_positions():
-    x = torch.tensor([[1., 5., 0., 2.],
-                      [3., 2., 7., 1.],
-                      [0., 0., 1., 1.],
-                      [9., 0., 1., 4.]])[None, None]
+    x = torch.tensor([[1.0, 5.0, 0.0, 2.0], [3.0, 2.0, 7.0, 1.0], [0.0, 0.0, 1.0, 1.0], [9.0, 0.0, 1.0, 4.0]])[
+        None, None
+    ]
     pooled, idx = F.max_pool2d(x, 2, 2, return_indices=True)
-    assert pooled.flatten().tolist() == [5., 7., 9., 4.]
+    assert pooled.flatten().tolist() == [5.0, 7.0, 9.0, 4.0]
     out = baselines.max_unpool2d(pooled * 10, idx, (4, 4))
     expected = torch.zeros(4, 4)
-    expected[0, 1], expected[1, 2], expected[3, 0], expected[3, 3] = 50., 70., 90., 40.
+    expected[0, 1], expected[1, 2], expected[3, 0], expected[3, 3] = 50.0, 70.0, 90.0, 40.0
     assert torch.equal(out[0, 0], expected)
     # and equals torch's own unpooling (which has no ONNX export) on a random batch
     y = torch.randn(2, 3, 8, 12)
@@ -80,8 +87,13 @@ def test_segnet_decoder_uses_the_encoder_pool_indices(monkeypatch):
     monkeypatch.setattr(baselines, "max_unpool2d", spy)
     with torch.inference_mode():
         create_model("segnet")(torch.randn(1, 3, 64, 32))
-    assert calls == [((1, 512, 2, 1), (4, 2)), ((1, 512, 4, 2), (8, 4)), ((1, 256, 8, 4), (16, 8)),
-                     ((1, 128, 16, 8), (32, 16)), ((1, 64, 32, 16), (64, 32))]
+    assert calls == [
+        ((1, 512, 2, 1), (4, 2)),
+        ((1, 512, 4, 2), (8, 4)),
+        ((1, 256, 8, 4), (16, 8)),
+        ((1, 128, 16, 8), (32, 16)),
+        ((1, 64, 32, 16), (64, 32)),
+    ]
 
 
 def test_pspnet_pyramid_pooling_is_the_exportable_form_and_equals_adaptive_pooling(monkeypatch):

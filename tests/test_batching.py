@@ -1,4 +1,5 @@
 """Batch size: halving on CUDA out-of-memory without losing tiles, auto sizing, memory budgets."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ def fake_predict(limit, seen):
         if len(batch) > limit:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return torch.from_numpy(batch.data.astype(np.float32)).mean(1, keepdim=True)
+
     return predict
 
 
@@ -69,7 +71,9 @@ def test_segment_recovers_from_out_of_memory_with_identical_output(random_image,
 
     monkeypatch.setattr(TorchBackend, "predict", flaky)
     torch.manual_seed(0)
-    report = run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "oom.tif"), device="cpu", batch_size=8, tile=128))
+    report = run_segment(
+        SegmentOptions(input=str(src), output=str(tmp_path / "oom.tif"), device="cpu", batch_size=8, tile=128)
+    )
     assert max(seen) == 8 and report.tiles_predicted == report.tiles
     assert seen[:2] == [8, 4] and all(n <= 2 for n in seen[2:])  # after the failures, batches stay small
     with rasterio.open(tmp_path / "ref.tif") as a, rasterio.open(tmp_path / "oom.tif") as b:
@@ -98,8 +102,9 @@ def test_bf16_autocast_on_cpu_mostly_agrees_with_fp32(random_image, make_raster,
     src = make_raster(random_image(200, 260))
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        run_segment(SegmentOptions(input=str(src), output=str(tmp_path / f"{precision}.tif"), device="cpu",
-                                   precision=precision))
+        run_segment(
+            SegmentOptions(input=str(src), output=str(tmp_path / f"{precision}.tif"), device="cpu", precision=precision)
+        )
     with rasterio.open(tmp_path / "fp32.tif") as a, rasterio.open(tmp_path / "bf16.tif") as b:
         agree = (a.read(1) == b.read(1)).mean()
     assert agree > 0.95
@@ -119,9 +124,17 @@ def test_cuda_segment_matches_cpu(random_image, make_raster, tmp_path, precision
     src = make_raster(random_image(700, 900))
     for device in ("cpu", "cuda"):
         torch.manual_seed(0)
-        run_segment(SegmentOptions(input=str(src), output=str(tmp_path / f"{device}.tif"), device=device,
-                                   model="lanet", tile=256, blend="linear",
-                                   precision="fp32" if device == "cpu" else precision))
+        run_segment(
+            SegmentOptions(
+                input=str(src),
+                output=str(tmp_path / f"{device}.tif"),
+                device=device,
+                model="lanet",
+                tile=256,
+                blend="linear",
+                precision="fp32" if device == "cpu" else precision,
+            )
+        )
     with rasterio.open(tmp_path / "cpu.tif") as a, rasterio.open(tmp_path / "cuda.tif") as b:
         agree = (a.read(1) == b.read(1)).mean()
     assert agree >= (0.999 if precision == "fp32" else 0.98)
@@ -133,8 +146,17 @@ def test_cuda_auto_batch_size_fits_the_budget(random_image, make_raster, tmp_pat
     from rsinfer.pipeline import SegmentOptions, run_segment
 
     src = make_raster(random_image(600, 600))
-    report = run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "a.tif"), device="cuda", model="lanet",
-                                        tile=256, batch_size="auto", max_gpu_mem="2GiB"))
+    report = run_segment(
+        SegmentOptions(
+            input=str(src),
+            output=str(tmp_path / "a.tif"),
+            device="cuda",
+            model="lanet",
+            tile=256,
+            batch_size="auto",
+            max_gpu_mem="2GiB",
+        )
+    )
     assert report.tiles_predicted == report.tiles
     assert torch.cuda.max_memory_allocated() < 3 * 2**30
 
@@ -153,8 +175,16 @@ def test_onnxruntime_cuda_provider_matches_torch(random_image, make_raster, tmp_
     src = make_raster(random_image(600, 700))
     for backend in ("torch", "onnx"):
         torch.manual_seed(0)
-        report = run_segment(SegmentOptions(input=str(src), output=str(tmp_path / f"{backend}.tif"), device="cuda",
-                                            model="lanet", tile=256, backend=backend))
+        report = run_segment(
+            SegmentOptions(
+                input=str(src),
+                output=str(tmp_path / f"{backend}.tif"),
+                device="cuda",
+                model="lanet",
+                tile=256,
+                backend=backend,
+            )
+        )
     assert "CUDA" in report.backend or "Tensorrt" in report.backend
     with rasterio.open(tmp_path / "torch.tif") as a, rasterio.open(tmp_path / "onnx.tif") as b:
         assert (a.read(1) == b.read(1)).mean() >= 0.999

@@ -3,6 +3,7 @@
 The scene's seed is none of the training seeds (scripts/train_demo_weights.py), so these
 are held-out accuracies, measured through the CLI as a user would: `segment`, then `eval`.
 """
+
 import json
 import warnings
 
@@ -11,8 +12,8 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 from rsinfer.cli.main import main
-from rsinfer.models import DEFAULT_MODEL, create_model, get_config
 from rsinfer.loading import load_model
+from rsinfer.models import DEFAULT_MODEL, create_model, get_config
 from rsinfer.weights import bundled_weights_dir, default_weights, load_checkpoint, load_manifest, resolve_weights
 
 MANIFEST = bundled_weights_dir() / "manifest.json"
@@ -80,8 +81,9 @@ def test_models_without_weights_warn_and_random_is_explicit():
 def heldout(tmp_path_factory):
     folder = tmp_path_factory.mktemp("heldout")
     scene = folder / "scene.tif"
-    res = CliRunner().invoke(main, ["synth", str(scene), "--size", f"{HELDOUT_SIDE}x{HELDOUT_SIDE}",
-                                    "--seed", str(HELDOUT_SEED), "-q"])
+    res = CliRunner().invoke(
+        main, ["synth", str(scene), "--size", f"{HELDOUT_SIDE}x{HELDOUT_SIDE}", "--seed", str(HELDOUT_SEED), "-q"]
+    )
     assert res.exit_code == 0, res.output
     return scene, folder / "scene_labels.tif"
 
@@ -101,8 +103,19 @@ def segment_and_score(scene, labels, out, *args) -> float:
 def test_demo_model_maps_a_heldout_scene_tiled_as_well_as_whole(model, heldout, tmp_path):
     scene, labels = heldout
     tiled = segment_and_score(scene, labels, tmp_path / "tiled.tif", "--model", model)
-    whole = segment_and_score(scene, labels, tmp_path / "whole.tif", "--model", model,
-                              "--tile", str(HELDOUT_SIDE), "--overlap", "0", "--batch-size", "1")
+    whole = segment_and_score(
+        scene,
+        labels,
+        tmp_path / "whole.tif",
+        "--model",
+        model,
+        "--tile",
+        str(HELDOUT_SIDE),
+        "--overlap",
+        "0",
+        "--batch-size",
+        "1",
+    )
     assert tiled >= MIN_MIOU, f"{model}: tiled mIoU {tiled:.3f}"
     assert whole >= MIN_MIOU, f"{model}: whole-image mIoU {whole:.3f}"
     assert whole - tiled <= MAX_TILING_LOSS, f"{model}: tiled {tiled:.4f} vs whole-image {whole:.4f}"

@@ -1,4 +1,5 @@
 """ONNX export and the ONNX Runtime backend: parity with PyTorch for every registered model (CPU)."""
+
 import numpy as np
 import pytest
 import torch
@@ -35,11 +36,17 @@ def test_onnx_matches_torch_on_the_same_tiles(name, tmp_path):
     data = np.random.default_rng(1).integers(0, 256, (3, config.num_bands, tile, tile), dtype=np.uint8)
     valid = np.ones((3, tile, tile), bool)
     valid[0, :5] = False
-    contexts = boxes = None
+    boxes = None
     ref = TorchBackend(model, config, torch.device("cpu"), activation="none")
     glob = global_graph_path(path)
-    ort = OnnxBackend(path, config, torch.device("cpu"), activation="none", global_path=glob if glob.exists() else None,
-                      sessions=result.sessions)
+    ort = OnnxBackend(
+        path,
+        config,
+        torch.device("cpu"),
+        activation="none",
+        global_path=glob if glob.exists() else None,
+        sessions=result.sessions,
+    )
     assert ort.session is result.sessions[str(path)]  # the verified session is reused, not rebuilt
     assert ort.provider == "CPUExecutionProvider"
     if isinstance(model, GlobalLocalModel):
@@ -67,8 +74,15 @@ def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, tmp_pat
     monkeypatch.setenv("RSINFER_CACHE", str(tmp_path / "cache"))
     outs = {}
     for backend in ("torch", "onnx"):  # the default model with its bundled weights
-        report = run_segment(SegmentOptions(input=str(real_data / "RGB.byte.tif"), output=str(tmp_path / f"{backend}.tif"),
-                                            backend=backend, device="cpu", blend="linear"))
+        report = run_segment(
+            SegmentOptions(
+                input=str(real_data / "RGB.byte.tif"),
+                output=str(tmp_path / f"{backend}.tif"),
+                backend=backend,
+                device="cpu",
+                blend="linear",
+            )
+        )
         with rasterio.open(tmp_path / f"{backend}.tif") as ds:
             outs[backend] = ds.read(1)
     assert report.backend == "onnx CPUExecutionProvider"

@@ -1,4 +1,5 @@
 """GLCANet: the footprint mask, what a patch may read of the global view, modes, batching, ONNX."""
+
 from __future__ import annotations
 
 import itertools
@@ -72,7 +73,7 @@ def test_attention_weights_are_zero_outside_footprint_and_neighbourhood(scene):
     for b in range(2):
         allowed = torch.from_numpy(mask_by_loops(BOXES[b].tolist(), (8, 8), model.neighbourhood)).flatten()
         assert 0 < allowed.sum() < 64
-        assert (w[b][..., ~allowed] == 0).all()   # exactly zero
+        assert (w[b][..., ~allowed] == 0).all()  # exactly zero
         assert (w[b][..., allowed] > 0).all()
         torch.testing.assert_close(w[b].sum(-1), torch.ones(1, 4))
 
@@ -84,7 +85,9 @@ def perturb_token(ctx: dict[str, torch.Tensor], i: int, j: int, tokens_only: boo
         m = m.clone()
         if key == "tokens" or not tokens_only:
             s = m.shape[-1] // 8  # cells of this map per token (the 256² view divides evenly)
-            m[..., i * s:(i + 1) * s, j * s:(j + 1) * s] += 3.0 * torch.randn_like(m[..., i * s:(i + 1) * s, j * s:(j + 1) * s])
+            m[..., i * s : (i + 1) * s, j * s : (j + 1) * s] += 3.0 * torch.randn_like(
+                m[..., i * s : (i + 1) * s, j * s : (j + 1) * s]
+            )
         out[key] = m
     return out
 
@@ -97,7 +100,10 @@ def test_a_patch_reads_nothing_of_the_global_view_outside_its_neighbourhood(scen
         for i, j in [(0, 0), (0, 3), (5, 3), (3, 6), (7, 7), (3, 1)]:  # outside
             assert torch.equal(model.predict_patches(patch, perturb_token(ctx, i, j), box), base), (i, j)
         for i, j in [(1, 2), (4, 5), (2, 3), (1, 4)]:  # the footprint's ring and inside
-            assert not torch.allclose(model.predict_patches(patch, perturb_token(ctx, i, j), box), base, atol=1e-4), (i, j)
+            assert not torch.allclose(model.predict_patches(patch, perturb_token(ctx, i, j), box), base, atol=1e-4), (
+                i,
+                j,
+            )
             # through the cross-attention alone as well
             changed = model.predict_patches(patch, perturb_token(ctx, i, j, tokens_only=True), box)
             assert not torch.allclose(changed, base, atol=1e-4), (i, j)
@@ -106,8 +112,9 @@ def test_a_patch_reads_nothing_of_the_global_view_outside_its_neighbourhood(scen
 def test_neighbourhood_comes_from_the_config():
     config = GLCANET.replace(global_local=GlobalLocalSpec(global_size=500, region=4096, neighbourhood=2.0))
     torch.manual_seed(0)
-    model = loud(create_model("glcanet", config, **{k: v for k, v in SMALL.items() if k != "global_size"},
-                              global_size=256))
+    model = loud(
+        create_model("glcanet", config, **{k: v for k, v in SMALL.items() if k != "global_size"}, global_size=256)
+    )
     assert model.neighbourhood == 2.0
     assert create_model("glcanet", config, neighbourhood=0.5, encoder_layers=(1, 1, 1, 1)).neighbourhood == 0.5
     with torch.inference_mode():
@@ -116,8 +123,9 @@ def test_neighbourhood_comes_from_the_config():
         base = model.predict_patches(patch, ctx, box)
         # row 0 is two tokens above the footprint: visible with n = 2, beyond the crops' reach,
         # so only the cross-attention can carry the change
-        assert not torch.allclose(model.predict_patches(patch, perturb_token(ctx, 0, 3, tokens_only=True), box), base,
-                                  atol=1e-4)
+        assert not torch.allclose(
+            model.predict_patches(patch, perturb_token(ctx, 0, 3, tokens_only=True), box), base, atol=1e-4
+        )
         assert torch.equal(model.predict_patches(patch, perturb_token(ctx, 7, 3), box), base)
 
 
@@ -129,7 +137,7 @@ def test_batched_and_one_by_one_patches_agree(mode):
     with torch.inference_mode():
         ctx = model.forward_global(torch.rand(1, 3, 48, 64))
         batched = model.predict_patches(patches, ctx, boxes)
-        single = torch.cat([model.predict_patches(patches[i:i + 1], ctx, boxes[i:i + 1]) for i in range(3)])
+        single = torch.cat([model.predict_patches(patches[i : i + 1], ctx, boxes[i : i + 1]) for i in range(3)])
     assert batched.abs().max() > 0.1
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
 
@@ -141,8 +149,11 @@ def test_forward_shapes_in_each_mode_non_square(mode):
         out = model(torch.rand(2, 3, 64, 96))
         assert out.shape == (2, 6, 64, 96) and torch.isfinite(out).all()
         ctx = model.forward_global(torch.rand(1, 3, 40, 64))
-        out = model.predict_patches(torch.rand(2, 3, 64, 80), None if mode == "patch" else ctx,
-                                    torch.tensor([[0.0, 0.0, 0.8, 0.5], [0.2, 0.5, 1.0, 1.0]]))
+        out = model.predict_patches(
+            torch.rand(2, 3, 64, 80),
+            None if mode == "patch" else ctx,
+            torch.tensor([[0.0, 0.0, 0.8, 0.5], [0.2, 0.5, 1.0, 1.0]]),
+        )
         assert out.shape == (2, 6, 64, 80)
 
 
@@ -208,9 +219,16 @@ def test_onnx_export_of_global_local_patches_matches_torch(tmp_path):
     path = tmp_path / "glcanet_patches.onnx"
     with torch.no_grad():
         expected = wrapper(patches, boxes, *context)
-        torch.onnx.export(wrapper, (patches, boxes, *context), str(path), dynamo=False, opset_version=17,
-                          input_names=["patches", "boxes", *keys], output_names=["logits"],
-                          dynamic_axes={"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            wrapper,
+            (patches, boxes, *context),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["patches", "boxes", *keys],
+            output_names=["logits"],
+            dynamic_axes={"patches": {0: "batch"}, "boxes": {0: "batch"}, "logits": {0: "batch"}},
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {"patches": patches.numpy(), "boxes": boxes.numpy(), **{k: c.numpy() for k, c in zip(keys, context)}}
     feeds = {i.name: feeds[i.name] for i in session.get_inputs()}

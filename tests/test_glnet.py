@@ -1,14 +1,21 @@
 """GLNet: the authors' checkpoint layout, crop alignment, the windowed l2g pass, modes, batching."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from rsinfer.models.config import ISPRS_CLASSES
-from rsinfer.models.global_local import global_view_size
 from rsinfer.models.glnet import (
-    GLNET, LEVELS, GLNet, convert_glnet_state_dict, glnet_key_map, merge_glnet_checkpoints, resize,
+    GLNET,
+    LEVELS,
+    GLNet,
+    convert_glnet_state_dict,
+    glnet_key_map,
+    merge_glnet_checkpoints,
+    resize,
 )
+from rsinfer.models.global_local import global_view_size
 from rsinfer.models.registry import create_model, get_config
 from rsinfer.weights import adapt_state_dict, load_into
 
@@ -35,11 +42,18 @@ def author_resnet50(prefix: str) -> Layout:
     for stage, (blocks, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), 1):
         for b in range(blocks):
             p = f"{prefix}.layer{stage}.{b}"
-            keys += (_conv(f"{p}.conv1", planes, inplanes, 1, False) + _bn(f"{p}.bn1", planes)
-                     + _conv(f"{p}.conv2", planes, planes, 3, False) + _bn(f"{p}.bn2", planes)
-                     + _conv(f"{p}.conv3", planes * 4, planes, 1, False) + _bn(f"{p}.bn3", planes * 4))
+            keys += (
+                _conv(f"{p}.conv1", planes, inplanes, 1, False)
+                + _bn(f"{p}.bn1", planes)
+                + _conv(f"{p}.conv2", planes, planes, 3, False)
+                + _bn(f"{p}.bn2", planes)
+                + _conv(f"{p}.conv3", planes * 4, planes, 1, False)
+                + _bn(f"{p}.bn3", planes * 4)
+            )
             if b == 0:
-                keys += _conv(f"{p}.downsample.0", planes * 4, inplanes, 1, False) + _bn(f"{p}.downsample.1", planes * 4)
+                keys += _conv(f"{p}.downsample.0", planes * 4, inplanes, 1, False) + _bn(
+                    f"{p}.downsample.1", planes * 4
+                )
             inplanes = planes * 4
     return keys
 
@@ -76,8 +90,10 @@ def author_glnet_layout(n_class: int) -> Layout:
 
 def author_state(n_class: int) -> dict[str, torch.Tensor]:
     """A fake authors' checkpoint: tensor i is filled with the value i (so we can see where it lands)."""
-    return {k: (torch.tensor(i) if s == () else torch.full(s, float(i)))
-            for i, (k, s) in enumerate(author_glnet_layout(n_class))}
+    return {
+        k: (torch.tensor(i) if s == () else torch.full(s, float(i)))
+        for i, (k, s) in enumerate(author_glnet_layout(n_class))
+    }
 
 
 def deepglobe_config():
@@ -86,6 +102,7 @@ def deepglobe_config():
 
 
 # --- checkpoint layout ---------------------------------------------------------------------------
+
 
 def test_authors_checkpoint_loads_strictly_and_lands_where_it_should():
     state = author_state(7)
@@ -127,6 +144,7 @@ def test_two_author_checkpoints_fill_the_frozen_global_branch():
 
 
 # --- forward passes ------------------------------------------------------------------------------
+
 
 def loud(model: torch.nn.Module) -> torch.nn.Module:
     """Re-draw every conv outside the encoders with std 1/sqrt(fan_in), so logits are O(1).
@@ -176,7 +194,7 @@ def test_batched_and_one_by_one_patches_agree(mode, l2g):
     with torch.inference_mode():
         ctx = model.forward_global(torch.rand(1, 3, 48, 64))
         batched = model.predict_patches(patches, ctx, boxes)
-        single = torch.cat([model.predict_patches(patches[i:i + 1], ctx, boxes[i:i + 1]) for i in range(4)])
+        single = torch.cat([model.predict_patches(patches[i : i + 1], ctx, boxes[i : i + 1]) for i in range(4)])
     assert batched.abs().max() > 0.1
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
 
@@ -205,14 +223,20 @@ def test_global_crops_and_l2g_windows_line_up_with_their_patches(small):
     """A view that is not square, patches at its edges and one padded past its edge."""
     with torch.inference_mode():
         ctx = coordinate_context(small.forward_global(torch.rand(1, 3, 48, 80)))  # level2 12x20 ... level5 2x3
-    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.4],      # top-left corner, cells align at 1/4 (6 x 8)
-                          [0.5, 0.6, 1.0, 1.0],      # bottom-right corner
-                          [0.55, 0.7, 1.1, 1.08]])   # padded: reaches past the view
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 0.5, 0.4],  # top-left corner, cells align at 1/4 (6 x 8)
+            [0.5, 0.6, 1.0, 1.0],  # bottom-right corner
+            [0.55, 0.7, 1.1, 1.08],
+        ]
+    )  # padded: reaches past the view
     patches = torch.rand(3, 3, 64, 72)
     seen = {}
     hook = small.local_fpn.register_forward_pre_hook(lambda mod, args: seen.__setitem__("crops", args[1]))
     forward_l2g = small.global_fpn.forward_l2g
-    small.global_fpn.forward_l2g = lambda feats, ext: seen.setdefault("windows", []).append(feats) or forward_l2g(feats, ext)
+    small.global_fpn.forward_l2g = lambda feats, ext: (
+        seen.setdefault("windows", []).append(feats) or forward_l2g(feats, ext)
+    )
     try:
         with torch.inference_mode():
             small.forward_local(patches, ctx, boxes)
@@ -253,8 +277,10 @@ def authors_two_pass(model: GLNet, x: torch.Tensor) -> torch.Tensor:
     view = torch.nn.functional.interpolate(x, size=(gh, gw), mode="bilinear", align_corners=False, antialias=True)
     ctx = model.forward_global(view)
     feats = model.local_encoder(x)[::-1]
-    crops = [[resize(m, f.shape[-2:]) for m in torch.split(ctx[f"level{n}"], list(ch), 1)]
-             for n, f, ch in zip(LEVELS, feats, model.channels)]
+    crops = [
+        [resize(m, f.shape[-2:]) for m in torch.split(ctx[f"level{n}"], list(ch), 1)]
+        for n, f, ch in zip(LEVELS, feats, model.channels)
+    ]
     ps0, ps1, ps2, ps3 = model.local_fpn(feats, crops)
     global_c = [torch.split(ctx[f"level{n}"], list(ch), 1)[0] for n, ch in zip(LEVELS, model.channels)]
     count = 1.0
@@ -320,8 +346,9 @@ def test_onnx_export_g2l_works_and_l2g_refuses_clearly(tmp_path):
                 with pytest.raises(RuntimeError, match="l2g=False"):
                     torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=17)
                 continue
-            torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=17,
-                              input_names=["patches", "boxes", *keys])
+            torch.onnx.export(
+                wrapper, args, str(path), dynamo=False, opset_version=17, input_names=["patches", "boxes", *keys]
+            )
             expected = wrapper(*args)
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = dict(zip(["patches", "boxes", *keys], (a.numpy() for a in args)))

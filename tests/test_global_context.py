@@ -1,7 +1,7 @@
 """Global-local inference in the pipeline: regions, decimated global views, patch footprints."""
+
 import numpy as np
 import pytest
-import rasterio
 import torch
 
 from rsinfer.global_context import RegionPlan, read_global_view
@@ -42,9 +42,17 @@ class RampProbe(GlobalLocalModel):
         return torch.cat([v, torch.zeros_like(v)], 1)
 
 
-PROBE = ModelConfig(name="test-ramp-probe", tile=96, overlap=16, mean=(0.0,) * 3, std=(1.0,) * 3, input_range=1.0,
-                    class_names=("a", "b"), class_colors=((0, 0, 0), (1, 1, 1)),
-                    global_local=GlobalLocalSpec(global_size=64, region=300))
+PROBE = ModelConfig(
+    name="test-ramp-probe",
+    tile=96,
+    overlap=16,
+    mean=(0.0,) * 3,
+    std=(1.0,) * 3,
+    input_range=1.0,
+    class_names=("a", "b"),
+    class_colors=((0, 0, 0), (1, 1, 1)),
+    global_local=GlobalLocalSpec(global_size=64, region=300),
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,8 +72,17 @@ def ramp(make_raster):
 
 
 def run(path, tmp_path, mode, name):
-    report = run_segment(SegmentOptions(input=str(path), output=str(tmp_path / name), model=PROBE.name, device="cpu",
-                                        mode=mode, probs=True, blend="crop"))
+    report = run_segment(
+        SegmentOptions(
+            input=str(path),
+            output=str(tmp_path / name),
+            model=PROBE.name,
+            device="cpu",
+            mode=mode,
+            probs=True,
+            blend="crop",
+        )
+    )
     import zarr
 
     probs = zarr.open_group(str(tmp_path / name), mode="r")["probs"][0] / 255.0
@@ -94,8 +111,11 @@ def test_global_view_is_a_decimated_read_of_the_region(ramp):
     view = read_global_view(info, Span(100, 400), Span(0, 600), 64)
     assert view.data.shape == (3, 32, 64)
     # each global pixel is the average of its footprint of the ramp
-    np.testing.assert_allclose(view.data[0, 10, 20], v[100 + 10 * 300 // 32: 100 + 11 * 300 // 32 + 1,
-                                                      20 * 600 // 64: 21 * 600 // 64 + 1].mean(), atol=0.02)
+    np.testing.assert_allclose(
+        view.data[0, 10, 20],
+        v[100 + 10 * 300 // 32 : 100 + 11 * 300 // 32 + 1, 20 * 600 // 64 : 21 * 600 // 64 + 1].mean(),
+        atol=0.02,
+    )
 
 
 def test_global_mode_output_follows_the_scene_across_regions(ramp, tmp_path):
@@ -130,4 +150,6 @@ def test_mode_needs_a_global_local_model(real_data, tmp_path):
     from rsinfer.errors import ModelError
 
     with pytest.raises(ModelError, match="no global branch"):
-        run_segment(SegmentOptions(input=str(real_data / "RGB.byte.tif"), output=str(tmp_path / "o.tif"), mode="global"))
+        run_segment(
+            SegmentOptions(input=str(real_data / "RGB.byte.tif"), output=str(tmp_path / "o.tif"), mode="global")
+        )

@@ -1,4 +1,5 @@
 """Hi-ResNet: shapes, window partition, coarse + refined rule, size budget, funnel, ONNX."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,12 +12,18 @@ from rsinfer.models import create_model, get_config
 from rsinfer.models.complexity import model_complexity
 from rsinfer.models.config import IMAGENET_MEAN_255, IMAGENET_STD_255, ISPRS_CLASSES
 from rsinfer.models.hiresnet import (
-    BRANCH_CHANNELS, HiResNet, IABlock, InvertedBottleneck, NormConv, WindowAttention,
-    window_merge, window_partition,
+    BRANCH_CHANNELS,
+    HiResNet,
+    IABlock,
+    InvertedBottleneck,
+    NormConv,
+    WindowAttention,
+    window_merge,
+    window_partition,
 )
 
 PAPER_PARAMS = 26.0e6  # Tables VII and X
-PAPER_GMAC = 57.0      # Table XIII, 512² crops, read as multiply-adds (module docstring)
+PAPER_GMAC = 57.0  # Table XIII, 512² crops, read as multiply-adds (module docstring)
 # Our measured numbers, quoted in the module docstring.
 PARAMS = 25_352_498
 GFLOP_COUNTED_512 = 116.89  # FlopCounterMode, 2 per multiply-add
@@ -33,6 +40,7 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 
 # --- config and shapes ------------------------------------------------------------------------
+
 
 def test_registered_config():
     c = get_config("hiresnet")
@@ -59,14 +67,19 @@ def test_branches_at_quarter_eighth_sixteenth(model):
 
 def test_bands_and_classes_follow_the_config():
     cfg = get_config("hiresnet").replace(
-        in_bands=("red", "green", "blue", "nir"), mean=(0.0,) * 4, std=(1.0,) * 4,
-        class_names=("a", "b", "c"), class_colors=((0, 0, 0),) * 3)
+        in_bands=("red", "green", "blue", "nir"),
+        mean=(0.0,) * 4,
+        std=(1.0,) * 4,
+        class_names=("a", "b", "c"),
+        class_colors=((0, 0, 0),) * 3,
+    )
     net = create_model("hiresnet", cfg, blocks=(1, 1), num_modules=(1, 1))
     with torch.inference_mode():
         assert net(torch.randn(1, 4, 32, 48)).shape == (1, 3, 32, 48)
 
 
 # --- IA block ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("h, w", [(16, 24), (13, 19)])  # the second needs padding to 16×24
 def test_window_partition_round_trip(h, w):
@@ -79,7 +92,7 @@ def test_window_partition_round_trip(h, w):
     # Window (b, r, k) holds that L×L block of the zero-padded map, tokens in raster order.
     xp = F.pad(x, (0, 24 - w, 0, 16 - h))
     for i, (bi, r, k) in enumerate((bi, r, k) for bi in range(b) for r in range(nh) for k in range(nw)):
-        block = xp[bi, :, r * L:(r + 1) * L, k * L:(k + 1) * L]
+        block = xp[bi, :, r * L : (r + 1) * L, k * L : (k + 1) * L]
         assert torch.equal(windows[i], block.flatten(1).T)
     assert torch.equal(window_merge(windows, L, padded, (h, w)), x)
 
@@ -116,6 +129,7 @@ def test_ia_block_skip_connections():
 
 # --- feature refinement -----------------------------------------------------------------------
 
+
 def test_output_is_coarse_plus_refined(model):
     x = torch.randn(1, 3, 64, 96)
     size = x.shape[-2:]
@@ -137,6 +151,7 @@ def test_output_is_coarse_plus_refined(model):
 
 # --- size against the paper -------------------------------------------------------------------
 
+
 def test_parameters_and_flops_near_the_paper():
     cx = model_complexity("hiresnet")  # meta device, 512² tile
     assert abs(cx.params - PAPER_PARAMS) / PAPER_PARAMS < 0.10
@@ -147,6 +162,7 @@ def test_parameters_and_flops_near_the_paper():
 
 
 # --- funnel -----------------------------------------------------------------------------------
+
 
 def test_funnel_structure(model):
     down = model.funnel.down
@@ -176,6 +192,7 @@ def test_funnel_structure(model):
 
 # --- export -----------------------------------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
 def test_exports_to_onnx(tmp_path):
@@ -186,10 +203,15 @@ def test_exports_to_onnx(tmp_path):
     net = HiResNet(blocks=(1, 1), num_modules=(1, 2)).eval()
     path = tmp_path / "hiresnet.onnx"
     # 64×96: the 1/8 and 1/16 maps (8×12, 4×6) need window padding.
-    torch.onnx.export(net, (torch.randn(1, 3, 64, 96),), str(path), dynamo=False,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "b", 2: "h", 3: "w"},
-                                    "logits": {0: "b", 2: "h", 3: "w"}})
+    torch.onnx.export(
+        net,
+        (torch.randn(1, 3, 64, 96),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, "logits": {0: "b", 2: "h", 3: "w"}},
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 64, 96), (2, 3, 48, 80)]:
         x = torch.randn(shape)

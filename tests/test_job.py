@@ -36,9 +36,20 @@ def job_parts(path, model="simple-fcn", tile=TILE, overlap=OVERLAP):
 
 def output_spec(path, info, loaded, probs):
     c = loaded.config
-    return OutputSpec(path=str(path), width=info.width, height=info.height, crs=info.crs, transform=info.transform,
-                      class_names=c.class_names, class_colors=c.class_colors, chunk=c.tile, with_probs=probs,
-                      source=os.path.basename(info.path), model=c.name, weights=loaded.weights)
+    return OutputSpec(
+        path=str(path),
+        width=info.width,
+        height=info.height,
+        crs=info.crs,
+        transform=info.transform,
+        class_names=c.class_names,
+        class_colors=c.class_colors,
+        chunk=c.tile,
+        with_probs=probs,
+        source=os.path.basename(info.path),
+        model=c.name,
+        weights=loaded.weights,
+    )
 
 
 def chunk_files(store: Path, array: str) -> dict[str, bytes]:
@@ -46,18 +57,33 @@ def chunk_files(store: Path, array: str) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("model,blend,probs", [
-    ("simple-fcn", "crop", False),
-    ("simple-fcn", "linear", True),
-    ("simple-fcn", "gaussian", False),
-    ("glcanet-lite", "crop", True),
-])
-def test_rows_of_a_grid_into_an_existing_zarr_equal_the_whole_job(make_raster, random_image, tmp_path, model, blend,
-                                                                 probs):
+@pytest.mark.parametrize(
+    "model,blend,probs",
+    [
+        ("simple-fcn", "crop", False),
+        ("simple-fcn", "linear", True),
+        ("simple-fcn", "gaussian", False),
+        ("glcanet-lite", "crop", True),
+    ],
+)
+def test_rows_of_a_grid_into_an_existing_zarr_equal_the_whole_job(
+    make_raster, random_image, tmp_path, model, blend, probs
+):
     src = make_raster(random_image(700, 300, seed=7))
     torch.manual_seed(0)
-    run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "whole.zarr"), model=model, weights="random",
-                               tile=TILE, overlap=OVERLAP, blend=blend, probs=probs, device="cpu"))
+    run_segment(
+        SegmentOptions(
+            input=str(src),
+            output=str(tmp_path / "whole.zarr"),
+            model=model,
+            weights="random",
+            tile=TILE,
+            overlap=OVERLAP,
+            blend=blend,
+            probs=probs,
+            device="cpu",
+        )
+    )
     whole = zarr.open_group(str(tmp_path / "whole.zarr"), mode="r")
 
     loaded, info, grid, predictor = job_parts(src, model)
@@ -65,17 +91,29 @@ def test_rows_of_a_grid_into_an_existing_zarr_equal_the_whole_job(make_raster, r
     create_output(spec)
     rows = Span(2 * TILE, 5 * TILE)  # chunk rows 2-4 of 6, away from both edges
     with open_writer(spec, "update") as writer:
-        run_job(SegmentJob(source=info, grid=grid, predictor=predictor, sink=writer, num_classes=6, rows=rows,
-                           blend=blend, keep_scores=probs))
+        run_job(
+            SegmentJob(
+                source=info,
+                grid=grid,
+                predictor=predictor,
+                sink=writer,
+                num_classes=6,
+                rows=rows,
+                blend=blend,
+                keep_scores=probs,
+            )
+        )
         writer.close()
     part = zarr.open_group(str(tmp_path / "part.zarr"), mode="r")
-    np.testing.assert_array_equal(part["labels"][rows.start:rows.stop], whole["labels"][rows.start:rows.stop])
-    assert (part["labels"][: rows.start] == 255).all() and (part["labels"][rows.stop:] == 255).all()
+    np.testing.assert_array_equal(part["labels"][rows.start : rows.stop], whole["labels"][rows.start : rows.stop])
+    assert (part["labels"][: rows.start] == 255).all() and (part["labels"][rows.stop :] == 255).all()
     # the chunk files of those rows are the whole job's, byte for byte
     want = {k: v for k, v in chunk_files(tmp_path / "whole.zarr", "labels").items() if 2 <= int(k.split("/")[0]) < 5}
     assert chunk_files(tmp_path / "part.zarr", "labels") == want
     if probs:
-        np.testing.assert_array_equal(part["probs"][:, rows.start:rows.stop], whole["probs"][:, rows.start:rows.stop])
+        np.testing.assert_array_equal(
+            part["probs"][:, rows.start : rows.stop], whole["probs"][:, rows.start : rows.stop]
+        )
     assert part.attrs["rsinfer"]["completed_rows"] == [[rows.start, rows.stop]]
     if model == "glcanet-lite":
         assert isinstance(predictor, GlobalLocalPredictor) and predictor.contexts.views_read == 1
@@ -85,15 +123,28 @@ def test_jobs_of_adjacent_rows_fill_one_output_like_the_whole_job(make_raster, r
     """Rows need not be chunk-aligned; two jobs of [0, a) and [a, H) give the whole job's GeoTIFF pixels."""
     src = make_raster(random_image(600, 260, seed=3))
     torch.manual_seed(0)
-    run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "whole.tif"), model="simple-fcn",
-                               weights="random", tile=TILE, overlap=OVERLAP, blend="linear", device="cpu"))
+    run_segment(
+        SegmentOptions(
+            input=str(src),
+            output=str(tmp_path / "whole.tif"),
+            model="simple-fcn",
+            weights="random",
+            tile=TILE,
+            overlap=OVERLAP,
+            blend="linear",
+            device="cpu",
+        )
+    )
     loaded, info, grid, predictor = job_parts(src)
     spec = output_spec(tmp_path / "parts.tif", info, loaded, False)
     create_output(spec)
     for rows in (Span(0, 201), Span(201, 600)):
         with open_writer(spec, "update") as writer:
-            run_job(SegmentJob(source=info, grid=grid, predictor=predictor, sink=writer, num_classes=6, rows=rows,
-                               blend="linear"))
+            run_job(
+                SegmentJob(
+                    source=info, grid=grid, predictor=predictor, sink=writer, num_classes=6, rows=rows, blend="linear"
+                )
+            )
             writer.close()
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "parts.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
@@ -102,8 +153,7 @@ def test_jobs_of_adjacent_rows_fill_one_output_like_the_whole_job(make_raster, r
 def test_a_job_reads_only_the_tile_rows_that_touch_its_rows(make_raster, random_image, tmp_path):
     src = make_raster(random_image(700, 200, seed=1))
     loaded, info, grid, predictor = job_parts(src)
-    job = SegmentJob(source=info, grid=grid, predictor=predictor, sink=_ListSink(), num_classes=6,
-                     rows=Span(300, 400))
+    job = SegmentJob(source=info, grid=grid, predictor=predictor, sink=_ListSink(), num_classes=6, rows=Span(300, 400))
     # tiles start every 96 px: rows 192-320, 288-416 and 384-512 touch 300-400, no others
     assert list(job.tile_rows) == [2, 3, 4]
     stats = run_job(job)

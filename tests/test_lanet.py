@@ -1,4 +1,5 @@
 """LANet: shapes, the authors' checkpoint layout, PAM/AEM semantics, registry config."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,20 +7,30 @@ import torch
 import torch.nn.functional as F
 
 from rsinfer.models import create_model, get_config, list_models
-from rsinfer.weights import load_checkpoint
 from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
 from rsinfer.models.lanet import (
-    LANET, POTSDAM_BANDS, POTSDAM_MEAN, POTSDAM_STD, AttentionEmbedding, LANet,
-    PatchAttention, convert_lanet_state_dict, lanet_key_map,
+    LANET,
+    POTSDAM_BANDS,
+    POTSDAM_MEAN,
+    POTSDAM_STD,
+    AttentionEmbedding,
+    LANet,
+    PatchAttention,
+    convert_lanet_state_dict,
+    lanet_key_map,
 )
+from rsinfer.weights import load_checkpoint
 
 BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 Layout = list[tuple[str, tuple[int, ...]]]
 
 # The authors' Potsdam model: 5 bands, 6 classes + "invalid" = 7 outputs.
 POTSDAM_CONFIG = LANET.replace(
-    in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD,
-    class_names=("invalid",) + ISPRS_CLASSES, class_colors=((0, 0, 0),) + ISPRS_COLORS,
+    in_bands=POTSDAM_BANDS,
+    mean=POTSDAM_MEAN,
+    std=POTSDAM_STD,
+    class_names=("invalid",) + ISPRS_CLASSES,
+    class_colors=((0, 0, 0),) + ISPRS_COLORS,
 )
 
 
@@ -46,16 +57,23 @@ def author_lanet_layout(in_channels: int, num_classes: int) -> Layout:
     for stage, (blocks, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), 1):
         for b in range(blocks):
             p = f"FCN.layer{stage}.{b}"
-            keys += (_conv(f"{p}.conv1", planes, inplanes, 1, False) + _bn(f"{p}.bn1", planes)
-                     + _conv(f"{p}.conv2", planes, planes, 3, False) + _bn(f"{p}.bn2", planes)
-                     + _conv(f"{p}.conv3", planes * 4, planes, 1, False) + _bn(f"{p}.bn3", planes * 4))
+            keys += (
+                _conv(f"{p}.conv1", planes, inplanes, 1, False)
+                + _bn(f"{p}.bn1", planes)
+                + _conv(f"{p}.conv2", planes, planes, 3, False)
+                + _bn(f"{p}.bn2", planes)
+                + _conv(f"{p}.conv3", planes * 4, planes, 1, False)
+                + _bn(f"{p}.bn3", planes * 4)
+            )
             if b == 0:
-                keys += (_conv(f"{p}.downsample.0", planes * 4, inplanes, 1, False)
-                         + _bn(f"{p}.downsample.1", planes * 4))
+                keys += _conv(f"{p}.downsample.0", planes * 4, inplanes, 1, False) + _bn(
+                    f"{p}.downsample.1", planes * 4
+                )
             inplanes = planes * 4
     keys += _conv("FCN.head.0", 128, 2048, bias=False) + _bn("FCN.head.1", 128)
-    keys += (_conv("FCN.classifier.0", 128, 128) + _bn("FCN.classifier.1", 128)
-             + _conv("FCN.classifier.3", num_classes, 128))
+    keys += (
+        _conv("FCN.classifier.0", 128, 128) + _bn("FCN.classifier.1", 128) + _conv("FCN.classifier.3", num_classes, 128)
+    )
     keys += _conv("PA0.0", 64, 256) + _bn("PA0.1", 64)
     keys += _conv("PA0.3.SA.0", 8, 64) + _bn("PA0.3.SA.1", 8) + _conv("PA0.3.SA.3", 64, 8)
     keys += _conv("PA2.SA.0", 8, 128) + _bn("PA2.SA.1", 8) + _conv("PA2.SA.3", 128, 8)
@@ -92,6 +110,7 @@ def rgb_model() -> LANet:
 
 # --- shapes and sizes ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(1, 3, 96, 128), (2, 3, 80, 80), (1, 3, 160, 224), (1, 3, 224, 96)])
 def test_output_shape(rgb_model, shape):
     with torch.no_grad():
@@ -119,6 +138,7 @@ def test_encoder_is_output_stride_16(rgb_model):
 
 
 # --- the authors' checkpoint ----------------------------------------------------------
+
 
 def test_author_layout_maps_one_to_one():
     layout = author_lanet_layout(5, 7)
@@ -151,12 +171,20 @@ def test_key_map_examples():
 
 def _author_reference(sd: dict, c2: torch.Tensor, c5: torch.Tensor, size) -> torch.Tensor:
     """The authors' decoder, written functionally over their own key names."""
+
     def conv(x, p):
         return F.conv2d(x, sd[f"{p}.weight"], sd.get(f"{p}.bias"))
 
     def bn(x, p):
-        return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"],
-                            sd[f"{p}.weight"], sd[f"{p}.bias"], training=False, eps=1e-5)
+        return F.batch_norm(
+            x,
+            sd[f"{p}.running_mean"],
+            sd[f"{p}.running_var"],
+            sd[f"{p}.weight"],
+            sd[f"{p}.bias"],
+            training=False,
+            eps=1e-5,
+        )
 
     def up(x, s):
         return F.interpolate(x, size=s, mode="bilinear", align_corners=False)
@@ -197,6 +225,7 @@ def test_author_checkpoint_loads_strictly_and_gives_same_logits():
 
 # --- bands, classes, registry ----------------------------------------------------------
 
+
 def test_five_band_config_gives_five_channel_conv1():
     cfg = get_config("lanet", in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD)
     model = create_model("lanet", cfg)
@@ -217,6 +246,7 @@ def test_registered_config():
 
 
 # --- module semantics -----------------------------------------------------------------
+
 
 def test_patch_attention_hand_computed():
     pam = PatchAttention(channels=1, reduction=1, window=2).eval()
@@ -280,7 +310,9 @@ def test_exportable_adaptive_pool_equals_torchs(h, w, oh, ow):
     from rsinfer.models.lanet import adaptive_avg_pool2d
 
     x = torch.randn(2, 3, h, w)
-    torch.testing.assert_close(adaptive_avg_pool2d(x, (oh, ow)), F.adaptive_avg_pool2d(x, (oh, ow)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        adaptive_avg_pool2d(x, (oh, ow)), F.adaptive_avg_pool2d(x, (oh, ow)), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_lanet_raw_state_dict_with_module_prefix_loads(tmp_path):
@@ -290,9 +322,13 @@ def test_lanet_raw_state_dict_with_module_prefix_loads(tmp_path):
 
     authors = {"module." + k: v for k, v in random_author_state_dict(5, 7).items()}
     torch.save(authors, tmp_path / "LANet.pth")
-    config = get_config("lanet").replace(in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD,
-                                         class_names=("invalid",) + ISPRS_CLASSES,
-                                         class_colors=((0, 0, 0),) + ISPRS_COLORS)
+    config = get_config("lanet").replace(
+        in_bands=POTSDAM_BANDS,
+        mean=POTSDAM_MEAN,
+        std=POTSDAM_STD,
+        class_names=("invalid",) + ISPRS_CLASSES,
+        class_colors=((0, 0, 0),) + ISPRS_COLORS,
+    )
     model = create_model("lanet", config)
     load_checkpoint("lanet", model, tmp_path / "LANet.pth")
     assert torch.equal(model.state_dict()["head.0.weight"], authors["module.FCN.head.0.weight"])

@@ -1,4 +1,5 @@
 """Checks every registered model passes (in the spirit of smp's shared model tests)."""
+
 import pytest
 import torch
 
@@ -73,8 +74,17 @@ def test_segment_runs_end_to_end_through_the_pipeline(name, make_raster, tmp_pat
     tile = c.padded_size(max(c.min_tile, 128))
     data = np.random.default_rng(0).integers(0, 255, (c.num_bands, tile + 70, tile + 31), dtype=np.uint8)
     src = make_raster(data)
-    report = run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "l.tif"), model=name, device="cpu",
-                                        tile=tile, overlap=min(c.overlap, tile // 4), batch_size=2))
+    report = run_segment(
+        SegmentOptions(
+            input=str(src),
+            output=str(tmp_path / "l.tif"),
+            model=name,
+            device="cpu",
+            tile=tile,
+            overlap=min(c.overlap, tile // 4),
+            batch_size=2,
+        )
+    )
     assert report.tiles == 4 and report.tiles_predicted == 4
     with rasterio.open(tmp_path / "l.tif") as ds:
         labels = ds.read(1)

@@ -1,6 +1,8 @@
 """Packaging: every subpackage ships, and models/ installs as rsinfer.models (never a bare `models`)."""
-import tomllib
+
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -10,8 +12,11 @@ def test_every_subpackage_is_listed_for_installation():
     listed, dirs = set(tool["packages"]), tool["package-dir"]
     assert dirs["rsinfer.models"] == "models" and dirs["rsinfer.weights_data"] == "weights"
     assert "models" not in listed
-    on_disk = {"rsinfer." + ".".join(p.parent.relative_to(REPO / "rsinfer").parts)
-               for p in (REPO / "rsinfer").rglob("__init__.py") if p.parent != REPO / "rsinfer"}
+    on_disk = {
+        "rsinfer." + ".".join(p.parent.relative_to(REPO / "rsinfer").parts)
+        for p in (REPO / "rsinfer").rglob("__init__.py")
+        if p.parent != REPO / "rsinfer"
+    }
     assert on_disk <= listed, f"not installed: {sorted(on_disk - listed)}"
 
 

@@ -13,14 +13,31 @@ from rsinfer.pipeline import SegmentOptions, run_segment
 
 
 def options(src, out, **kw) -> SegmentOptions:
-    base = dict(input=str(src), output=str(out), model="simple-fcn", weights="random", tile=64, overlap=16,
-                device="cpu", batch_size=2)
+    base = dict(
+        input=str(src),
+        output=str(out),
+        model="simple-fcn",
+        weights="random",
+        tile=64,
+        overlap=16,
+        device="cpu",
+        batch_size=2,
+    )
     base.update(kw)
     return SegmentOptions(**base)
 
 
-@pytest.mark.parametrize("field,value", [("blend", "median"), ("backend", "tensorrt"), ("precision", "int8"),
-                                         ("mode", "local"), ("batch_size", 0), ("batch_size", "max")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("blend", "median"),
+        ("backend", "tensorrt"),
+        ("precision", "int8"),
+        ("mode", "local"),
+        ("batch_size", 0),
+        ("batch_size", "max"),
+    ],
+)
 def test_options_are_checked_when_made(tmp_path, field, value):
     with pytest.raises(ModelError, match=field.replace("_", " ")):
         options(tmp_path / "in.tif", tmp_path / "out.tif", **{field: value})
@@ -31,8 +48,9 @@ def leftovers(folder):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_an_interrupted_run_writes_nothing_final_and_keeps_its_store_if_asked(make_raster, random_image, tmp_path,
-                                                                              keep):
+def test_an_interrupted_run_writes_nothing_final_and_keeps_its_store_if_asked(
+    make_raster, random_image, tmp_path, keep
+):
     src = make_raster(random_image(400, 300))
     out = tmp_path / "labels.tif"
 

@@ -1,14 +1,14 @@
 """The real rasters nobody here wrote, through the whole pipeline."""
+
 import os
 
-import numpy as np
 import pytest
 import rasterio
 
 from rsinfer.errors import InputError
+from rsinfer.io.labelmap import NODATA_LABEL
 from rsinfer.io.source import InputWarning
 from rsinfer.pipeline import SegmentOptions, run_segment
-from rsinfer.io.labelmap import NODATA_LABEL
 
 
 def segment(src, out, **kw):
@@ -49,7 +49,7 @@ def test_transparent_tiles_are_skipped_not_predicted(real_data, tmp_path):
     from rsinfer.tiling import TileGrid
 
     grid = TileGrid(mask.shape[0], mask.shape[1], 256, 32)
-    expected = sum(mask[t.rows.start:t.rows.stop, t.cols.start:t.cols.stop].any() for t in grid)
+    expected = sum(mask[t.rows.start : t.rows.stop, t.cols.start : t.cols.stop].any() for t in grid)
     assert 0 < expected < len(grid)
     assert report.tiles_predicted == expected
     assert report.tiles_skipped == len(grid) - expected

@@ -5,6 +5,7 @@ structure: 7×7 conv1 + bn1, stages of (3, 4, 6, 3) Bottlenecks (conv1/bn1 1×1,
 3×3, conv3/bn3 1×1, expansion 4), a (1×1 conv, BN) ``downsample`` on each stage's first
 block, and ``fc`` (left out here).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,12 +27,19 @@ def torchvision_resnet50_layout(in_channels: int = 3) -> list[tuple[str, tuple[i
     for stage, (blocks, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), 1):
         for b in range(blocks):
             p = f"layer{stage}.{b}"
-            keys += [(f"{p}.conv1.weight", (planes, inplanes, 1, 1)), *_bn(f"{p}.bn1", planes),
-                     (f"{p}.conv2.weight", (planes, planes, 3, 3)), *_bn(f"{p}.bn2", planes),
-                     (f"{p}.conv3.weight", (planes * 4, planes, 1, 1)), *_bn(f"{p}.bn3", planes * 4)]
+            keys += [
+                (f"{p}.conv1.weight", (planes, inplanes, 1, 1)),
+                *_bn(f"{p}.bn1", planes),
+                (f"{p}.conv2.weight", (planes, planes, 3, 3)),
+                *_bn(f"{p}.bn2", planes),
+                (f"{p}.conv3.weight", (planes * 4, planes, 1, 1)),
+                *_bn(f"{p}.bn3", planes * 4),
+            ]
             if b == 0:
-                keys += [(f"{p}.downsample.0.weight", (planes * 4, inplanes, 1, 1)),
-                         *_bn(f"{p}.downsample.1", planes * 4)]
+                keys += [
+                    (f"{p}.downsample.0.weight", (planes * 4, inplanes, 1, 1)),
+                    *_bn(f"{p}.downsample.1", planes * 4),
+                ]
             inplanes = planes * 4
     return keys
 
@@ -91,8 +99,7 @@ def test_v1c_stem_strides():
 @pytest.mark.parametrize("factory", [resnet50, resnet50_v1c])
 def test_default_output_strides(factory):
     feats = factory().eval()(torch.randn(1, 3, 64, 96))
-    assert [tuple(f.shape) for f in feats] == [
-        (1, 256, 16, 24), (1, 512, 8, 12), (1, 1024, 4, 6), (1, 2048, 2, 3)]
+    assert [tuple(f.shape) for f in feats] == [(1, 256, 16, 24), (1, 512, 8, 12), (1, 1024, 4, 6), (1, 2048, 2, 3)]
 
 
 def test_lanet_strides_give_os16():
@@ -157,5 +164,7 @@ def test_width_scales_every_stage(width):
     assert net.out_channels == tuple(width * m for m in (1, 2, 4, 8))
     with torch.inference_mode():
         feats = net(torch.randn(1, 3, 64, 64))
-    assert [tuple(f.shape[1:]) for f in feats] == [(c, 64 // s, 64 // s) for c, s in zip(net.out_channels, (4, 8, 16, 32))]
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (c, 64 // s, 64 // s) for c, s in zip(net.out_channels, (4, 8, 16, 32))
+    ]
     assert resnet50().out_channels == (256, 512, 1024, 2048)

@@ -16,16 +16,42 @@ import pytest
 from rsinfer.cli.main import main
 from rsinfer.partial import store_path
 
-SEGMENT = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32",
-           "--batch-size", "1", "--workers", "1", "--device", "cpu", "--probs"]
+SEGMENT = [
+    "--model",
+    "lanet-lite",
+    "--tile",
+    "128",
+    "--overlap",
+    "32",
+    "--batch-size",
+    "1",
+    "--workers",
+    "1",
+    "--device",
+    "cpu",
+    "--probs",
+]
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """A 1400-row scene: 11 chunk rows of 128 at tile 128."""
     folder = tmp_path_factory.mktemp("scene")
-    subprocess.run([sys.executable, "-m", "rsinfer.cli.main", "synth", str(folder / "s.tif"), "--size", "600x1400",
-                    "--seed", "5", "-q"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rsinfer.cli.main",
+            "synth",
+            str(folder / "s.tif"),
+            "--size",
+            "600x1400",
+            "--seed",
+            "5",
+            "-q",
+        ],
+        check=True,
+    )
     return folder / "s.tif"
 
 
@@ -40,8 +66,11 @@ def completed_rows(store: str) -> int:
 
 def kill_when(scene: Path, out: Path, rows: int, timeout: float = 120) -> None:
     """Start segment in a process of its own and SIGKILL it once ``rows`` rows are in its store."""
-    proc = subprocess.Popen([sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out),
-                             *SEGMENT, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out), *SEGMENT, "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store, deadline = store_path(out), time.monotonic() + timeout
     try:
         while completed_rows(store) < rows and proc.poll() is None and time.monotonic() < deadline:
@@ -84,8 +113,11 @@ def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, t
     clean = tmp_path / "clean.zarr"
     assert runner.invoke(main, ["segment", str(scene), "-o", str(clean), *SEGMENT, "-q"]).exit_code == 0
     out = tmp_path / "term.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out),
-                             *SEGMENT, "-q"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out), *SEGMENT, "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     store = store_path(out)
     deadline = time.monotonic() + 120
     while completed_rows(store) < 256 and proc.poll() is None and time.monotonic() < deadline:

@@ -1,11 +1,12 @@
 """Stitching: tiled output equals whole-image output for a model whose receptive field fits the margin."""
+
 import numpy as np
 import pytest
 import torch
 
 from rsinfer.backends import TorchBackend
-from rsinfer.models import create_model, get_config
 from rsinfer.io.labelmap import NODATA_LABEL
+from rsinfer.models import create_model, get_config
 from rsinfer.stitch import RowBandStitcher
 from rsinfer.tiling import TileGrid
 
@@ -30,15 +31,15 @@ def tiled_scores(backend, image, valid, tile, overlap, blend, order=None, batch=
     scores = np.zeros((k, h, w), np.float32)
     rows_seen = []
     for i in range(0, len(tiles), batch):
-        chunk = tiles[i:i + batch]
-        data = np.stack([image[:, t.rows.start:t.rows.stop, t.cols.start:t.cols.stop] for t in chunk])
-        vmask = np.stack([valid[t.rows.start:t.rows.stop, t.cols.start:t.cols.stop] for t in chunk])
+        chunk = tiles[i : i + batch]
+        data = np.stack([image[:, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop] for t in chunk])
+        vmask = np.stack([valid[t.rows.start : t.rows.stop, t.cols.start : t.cols.stop] for t in chunk])
         out = backend.predict(data, vmask)
         for t, o, v in zip(chunk, out, vmask):
             for fin in st.add(t, o, torch.from_numpy(v)):
                 rows_seen.append((fin.rows.start, fin.rows.stop))
-                labels[fin.rows.start:fin.rows.stop] = fin.labels
-                scores[:, fin.rows.start:fin.rows.stop] = fin.scores
+                labels[fin.rows.start : fin.rows.stop] = fin.labels
+                scores[:, fin.rows.start : fin.rows.stop] = fin.scores
     assert st.done
     # finished rows arrive top to bottom, without gaps or repeats
     assert rows_seen[0][0] == 0 and rows_seen[-1][1] == h
@@ -81,7 +82,7 @@ def test_tiles_may_arrive_out_of_order_within_the_rows_in_flight(random_image, b
         out = []
         rows = sorted({t.row for t in tiles})
         for r in range(0, len(rows), 2):
-            group = [t for t in tiles if t.row in rows[r:r + 2]]
+            group = [t for t in tiles if t.row in rows[r : r + 2]]
             out += group[::-1]
         return out
 
@@ -111,15 +112,15 @@ def test_invalid_pixels_are_nodata_and_empty_tiles_are_not_predicted(random_imag
     labels = np.zeros(shape, np.uint8)
     predicted = 0
     for t in grid:
-        v = valid[t.rows.start:t.rows.stop, t.cols.start:t.cols.stop]
+        v = valid[t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
         if not v.any():
             fins = st.add(t, None, None)
         else:
             predicted += 1
-            d = image[None, :, t.rows.start:t.rows.stop, t.cols.start:t.cols.stop]
+            d = image[None, :, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]
             fins = st.add(t, backend.predict(d, v[None])[0].softmax(0), torch.from_numpy(v))
         for f in fins:
-            labels[f.rows.start:f.rows.stop] = f.labels
+            labels[f.rows.start : f.rows.stop] = f.labels
     assert predicted < len(grid)
     assert (labels[~valid] == NODATA_LABEL).all()
     assert (labels[valid] < 6).all()

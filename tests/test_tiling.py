@@ -3,17 +3,28 @@ import pytest
 
 from rsinfer.tiling import BLENDS, AxisTiling, TileGrid
 
-SIZES = [(1, 1), (1, 5000), (5000, 1), (10, 15), (255, 256), (256, 256), (257, 256), (700, 1000), (1537, 513), (2448, 2448)]
+SIZES = [
+    (1, 1),
+    (1, 5000),
+    (5000, 1),
+    (10, 15),
+    (255, 256),
+    (256, 256),
+    (257, 256),
+    (700, 1000),
+    (1537, 513),
+    (2448, 2448),
+]
 
 
 def coverage(grid: TileGrid, blend: str | None = None) -> np.ndarray:
     acc = np.zeros((grid.height, grid.width))
     for t in grid:
         if blend is None:
-            acc[t.rows.start:t.rows.stop, t.cols.start:t.cols.stop] += 1
+            acc[t.rows.start : t.rows.stop, t.cols.start : t.cols.stop] += 1
         else:
             wy, wx = grid.axis_weights(t, blend)
-            acc[t.rows.start:t.rows.stop, t.cols.start:t.cols.stop] += np.outer(wy, wx)
+            acc[t.rows.start : t.rows.stop, t.cols.start : t.cols.stop] += np.outer(wy, wx)
     return acc
 
 
@@ -32,7 +43,7 @@ def test_cores_partition_the_raster(height, width):
     grid = TileGrid(height, width, tile=256, overlap=32)
     owners = np.zeros((height, width), dtype=int)
     for t in grid:
-        owners[t.core_rows.start:t.core_rows.stop, t.core_cols.start:t.core_cols.stop] += 1
+        owners[t.core_rows.start : t.core_rows.stop, t.core_cols.start : t.core_cols.stop] += 1
         # a core lies inside its tile
         assert t.rows.start <= t.core_rows.start <= t.core_rows.stop <= t.rows.stop
     assert (owners == 1).all()

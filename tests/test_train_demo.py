@@ -1,4 +1,5 @@
 """The demo-weight training script is reproducible from its seed and writes loadable weights."""
+
 import importlib.util
 import json
 import sys
@@ -27,8 +28,24 @@ def data(tmp_path_factory):
 
 
 def run(script, data, out, seed):
-    script.main(["--models", "lanet-lite", "--steps", "2", "--batch", "2", "--scene-size", "512",
-                 "--seed", str(seed), "--data", str(data), "--out", str(out)])
+    script.main(
+        [
+            "--models",
+            "lanet-lite",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--scene-size",
+            "512",
+            "--seed",
+            str(seed),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+        ]
+    )
     return json.loads((out / "manifest.json").read_text())["weights"]["lanet-lite.synthetic"]
 
 
@@ -69,6 +86,7 @@ def test_training_inputs_are_normalized_exactly_as_the_pipeline_does(train_scrip
 
     config = get_config(name)  # lanet: 0-255 statistics; glcanet: 0-1 input
     data = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16), dtype=np.uint8)
-    backend = TorchBackend(create_model(name), config, torch.device("cpu"),
-                           value_scale=default_value_scale("uint8", config.input_range))
+    backend = TorchBackend(
+        create_model(name), config, torch.device("cpu"), value_scale=default_value_scale("uint8", config.input_range)
+    )
     assert torch.equal(train_script.Normalizer(config)(data), backend.normalize(data, np.ones((2, 16, 16), bool)))

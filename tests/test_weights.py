@@ -1,4 +1,5 @@
 """Checkpoints: safe loading, the authors' layouts, the manifest and convert-weights."""
+
 import json
 import pickle
 
@@ -62,8 +63,20 @@ def test_convert_weights_writes_safetensors_and_a_verified_manifest_entry(runner
     torch.save({"state_dict": {"net." + k: v for k, v in simple_state(3).items()}}, tmp_path / "run.ckpt")
     out = tmp_path / "weights" / "simple-demo.safetensors"
     out.parent.mkdir()
-    res = runner.invoke(main, ["convert-weights", str(tmp_path / "run.ckpt"), str(out), "--model", "simple-fcn",
-                               "--source", "test run", "--license", "MIT"])
+    res = runner.invoke(
+        main,
+        [
+            "convert-weights",
+            str(tmp_path / "run.ckpt"),
+            str(out),
+            "--model",
+            "simple-fcn",
+            "--source",
+            "test run",
+            "--license",
+            "MIT",
+        ],
+    )
     assert res.exit_code == 0, res.output
     manifest = json.loads((out.parent / "manifest.json").read_text())
     entry = manifest["weights"]["simple-demo"]
@@ -90,9 +103,16 @@ def test_manifest_config_overrides_the_model_defaults(tmp_path, monkeypatch):
 
     cfg = get_config("simple-fcn").replace(class_names=("a", "b"), class_colors=((0, 0, 0), (9, 9, 9)))
     save_safetensors(create_model("simple-fcn", cfg).state_dict(), tmp_path / "two.safetensors")
-    save_manifest_entry(tmp_path / "manifest.json", WeightEntry(
-        name="two", file="two.safetensors", model="simple-fcn", sha256=sha256_of(tmp_path / "two.safetensors"),
-        config={"class_names": ["a", "b"], "class_colors": [[0, 0, 0], [9, 9, 9]]}))
+    save_manifest_entry(
+        tmp_path / "manifest.json",
+        WeightEntry(
+            name="two",
+            file="two.safetensors",
+            model="simple-fcn",
+            sha256=sha256_of(tmp_path / "two.safetensors"),
+            config={"class_names": ["a", "b"], "class_colors": [[0, 0, 0], [9, 9, 9]]},
+        ),
+    )
     monkeypatch.setenv("RSINFER_WEIGHTS_MANIFEST", str(tmp_path / "manifest.json"))
     loaded = load_model(weights="two")
     assert loaded.config.class_names == ("a", "b") and loaded.module.classifier.out_channels == 2

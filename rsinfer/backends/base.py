@@ -1,4 +1,5 @@
 """The interface every backend implements, the steps they share, and device selection."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -53,7 +54,9 @@ class Backend(ABC):
     (:meth:`compute_context` of a global view) and its footprint box.
     """
 
-    def __init__(self, config: ModelConfig, device: torch.device, value_scale: float = 1.0, activation: str = "softmax"):
+    def __init__(
+        self, config: ModelConfig, device: torch.device, value_scale: float = 1.0, activation: str = "softmax"
+    ):
         self.config = config
         self.device = device
         self.activation = activation
@@ -90,8 +93,9 @@ class Backend(ABC):
                 start = i
 
     @torch.inference_mode()
-    def predict(self, data: np.ndarray, valid: np.ndarray, contexts: list | None = None,
-                boxes: np.ndarray | None = None) -> torch.Tensor:
+    def predict(
+        self, data: np.ndarray, valid: np.ndarray, contexts: list | None = None, boxes: np.ndarray | None = None
+    ) -> torch.Tensor:
         x = self.normalize(data, valid)
         h, w = x.shape[-2:]
         logits = self.logits(self.pad(x), contexts, boxes)[..., :h, :w].float()

@@ -5,6 +5,7 @@ binding (inputs and outputs stay in device memory); on CPU, plain ``session.run`
 Normalization, padding and the softmax are the same code as the torch backend's, so the
 two backends see identical inputs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,16 @@ def _session(path: Path, providers: list[str], device: torch.device):
 class OnnxBackend(Backend):
     """Runs an exported graph (and, for global-local models, its ``.global`` graph)."""
 
-    def __init__(self, path: str | Path, config: ModelConfig, device: torch.device, value_scale: float = 1.0,
-                 global_path: str | Path | None = None, activation: str = "softmax", sessions: dict | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        config: ModelConfig,
+        device: torch.device,
+        value_scale: float = 1.0,
+        global_path: str | Path | None = None,
+        activation: str = "softmax",
+        sessions: dict | None = None,
+    ):
         """``sessions``: CPU sessions already open on these files (from :func:`export_onnx`)."""
         super().__init__(config, device, value_scale, activation)
         providers = choose_providers(device)
@@ -80,8 +89,10 @@ class OnnxBackend(Backend):
         for out in session.get_outputs():
             binding.bind_output(out.name, "cuda", self.device.index or 0)
         session.run_with_iobinding(binding)
-        return [torch.from_dlpack(o.to_dlpack()) if hasattr(o, "to_dlpack") else torch.from_numpy(o.numpy()).to(self.device)
-                for o in binding.get_outputs()]
+        return [
+            torch.from_dlpack(o.to_dlpack()) if hasattr(o, "to_dlpack") else torch.from_numpy(o.numpy()).to(self.device)
+            for o in binding.get_outputs()
+        ]
 
     # -- Backend -----------------------------------------------------------------------------
     @torch.inference_mode()

@@ -1,4 +1,5 @@
 """PyTorch backend (CPU or CUDA): autocast precision, channels_last on CUDA, inference mode."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,15 @@ PRECISIONS: dict[Precision, torch.dtype | None] = {"fp32": None, "fp16": torch.f
 
 
 class TorchBackend(Backend):
-    def __init__(self, model: nn.Module, config: ModelConfig, device: torch.device, value_scale: float = 1.0,
-                 activation: str = "softmax", precision: Precision = "fp32"):
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig,
+        device: torch.device,
+        value_scale: float = 1.0,
+        activation: str = "softmax",
+        precision: Precision = "fp32",
+    ):
         super().__init__(config, device, value_scale, activation)
         self.precision = precision
         self.model = model.to(device).eval()
@@ -48,5 +56,9 @@ class TorchBackend(Backend):
                 return self.model(x)
             # Global-local: runs of tiles sharing a region's context go through the model together.
             boxes_t = torch.from_numpy(boxes).to(self.device)
-            return torch.cat([self.model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
-                              for a, b in self.runs_of_same_context(contexts)])
+            return torch.cat(
+                [
+                    self.model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
+                    for a, b in self.runs_of_same_context(contexts)
+                ]
+            )

@@ -1,4 +1,5 @@
 """The papers' own efficiency figures, shown beside ours and always marked as the paper's."""
+
 from __future__ import annotations
 
 # GLCANet paper, Table 1: DeepGlobe, 2448x2448 images; memory from gpustat, batch 1, no

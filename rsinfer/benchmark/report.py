@@ -1,4 +1,5 @@
 """Benchmark tables: rich on screen, JSON, CSV, Markdown, and a PNG chart; papers' figures beside ours."""
+
 from __future__ import annotations
 
 import csv
@@ -35,25 +36,77 @@ def memory_table(rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
-MEMORY_COLUMNS = ("model", "patch_mb", "global_mb", "global-local_mb", "paper_patch_mb", "paper_global_mb",
-                  "paper_global_local_mb", "patch_s", "global_s", "global-local_s", "device")
+MEMORY_COLUMNS = (
+    "model",
+    "patch_mb",
+    "global_mb",
+    "global-local_mb",
+    "paper_patch_mb",
+    "paper_global_mb",
+    "paper_global_local_mb",
+    "patch_s",
+    "global_s",
+    "global-local_s",
+    "device",
+)
 
 
 def speed_table(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
-        out.append({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                    if k in ("model", "size", "backend", "precision", "batch", "params_m", "gflops", "p50_ms", "p95_ms",
-                             "fps", "mpx_per_s", "device")})
+        out.append(
+            {
+                k: (round(v, 3) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k
+                in (
+                    "model",
+                    "size",
+                    "backend",
+                    "precision",
+                    "batch",
+                    "params_m",
+                    "gflops",
+                    "p50_ms",
+                    "p95_ms",
+                    "fps",
+                    "mpx_per_s",
+                    "device",
+                )
+            }
+        )
     for name in dict.fromkeys(r["model"] for r in rows):
         for size, params, gflops, fps, gpu, source in PAPER_SPEED.get(name, []):
-            out.append({"model": f"{name} (paper: {source})", "size": size, "backend": "-", "precision": "-",
-                        "batch": 1, "params_m": params, "gflops": gflops, "fps": fps, "device": gpu})
+            out.append(
+                {
+                    "model": f"{name} (paper: {source})",
+                    "size": size,
+                    "backend": "-",
+                    "precision": "-",
+                    "batch": 1,
+                    "params_m": params,
+                    "gflops": gflops,
+                    "fps": fps,
+                    "device": gpu,
+                }
+            )
     return out
 
 
-SPEED_COLUMNS = ("model", "size", "backend", "precision", "batch", "params_m", "gflops", "p50_ms", "p95_ms", "fps",
-                 "mpx_per_s", "device")
+SPEED_COLUMNS = (
+    "model",
+    "size",
+    "backend",
+    "precision",
+    "batch",
+    "params_m",
+    "gflops",
+    "p50_ms",
+    "p95_ms",
+    "fps",
+    "mpx_per_s",
+    "device",
+)
 
 
 def _write(path: str, text: str) -> None:
@@ -68,8 +121,9 @@ def to_markdown(lines: list[dict], columns: tuple[str, ...]) -> str:
     return head + body
 
 
-def write_outputs(lines: list[dict], columns: tuple[str, ...], json_path=None, csv_path=None, md_path=None,
-                  meta: dict | None = None) -> None:
+def write_outputs(
+    lines: list[dict], columns: tuple[str, ...], json_path=None, csv_path=None, md_path=None, meta: dict | None = None
+) -> None:
     if json_path:
         _write(json_path, json.dumps({"meta": meta or {}, "rows": lines}, indent=2) + "\n")
     if csv_path:

@@ -1,10 +1,11 @@
 """Runs benchmark measurements, each in its own process, and collects the rows."""
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import RsinferError
 
@@ -24,16 +25,18 @@ def check_models(models: list[str]) -> None:
 
 
 def run_worker(spec: dict) -> dict:
-    res = subprocess.run([sys.executable, "-m", "rsinfer.benchmark.worker", json.dumps(spec)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "rsinfer.benchmark.worker", json.dumps(spec)], capture_output=True, text=True
+    )
     if res.returncode:
         tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RsinferError(f"benchmark of {spec['model']} ({spec.get('setting', spec.get('backend'))}) failed: {tail}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def memory_rows(models: list[str], size: int, patch: int, overlap: int, device: str,
-                on_row: Callable[[dict], None] | None = None) -> list[dict]:
+def memory_rows(
+    models: list[str], size: int, patch: int, overlap: int, device: str, on_row: Callable[[dict], None] | None = None
+) -> list[dict]:
     """Patch and global inference of every model; global-local models in patch and global-local mode."""
     from rsinfer.models import get_config
 
@@ -43,17 +46,36 @@ def memory_rows(models: list[str], size: int, patch: int, overlap: int, device: 
         global_local = get_config(name).is_global_local
         settings = ("patch", "global-local") if global_local else ("patch", "global")
         for setting in settings:
-            row = run_worker(dict(kind="memory", model=name, setting=setting, size=size, patch=patch,
-                                  overlap=overlap, device=device, global_local=global_local))
+            row = run_worker(
+                dict(
+                    kind="memory",
+                    model=name,
+                    setting=setting,
+                    size=size,
+                    patch=patch,
+                    overlap=overlap,
+                    device=device,
+                    global_local=global_local,
+                )
+            )
             rows.append(row)
             if on_row:
                 on_row(row)
     return rows
 
 
-def speed_rows(models: list[str], sizes: list[int], backends: list[str], precisions: list[str], batches: list[int],
-               device: str, runs: int, warmup: int, workdir: str,
-               on_row: Callable[[dict], None] | None = None) -> list[dict]:
+def speed_rows(
+    models: list[str],
+    sizes: list[int],
+    backends: list[str],
+    precisions: list[str],
+    batches: list[int],
+    device: str,
+    runs: int,
+    warmup: int,
+    workdir: str,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
     from rsinfer.models.complexity import model_complexity
 
     check_models(models)
@@ -68,8 +90,20 @@ def speed_rows(models: list[str], sizes: list[int], backends: list[str], precisi
                     if device == "cpu" and precision == "fp16":
                         continue  # no fast fp16 kernels on CPU
                     for batch in batches:
-                        row = run_worker(dict(kind="speed", model=name, size=size, backend=backend, precision=precision,
-                                              batch=batch, device=device, runs=runs, warmup=warmup, workdir=workdir))
+                        row = run_worker(
+                            dict(
+                                kind="speed",
+                                model=name,
+                                size=size,
+                                backend=backend,
+                                precision=precision,
+                                batch=batch,
+                                device=device,
+                                runs=runs,
+                                warmup=warmup,
+                                workdir=workdir,
+                            )
+                        )
                         row.update(params_m=cx.params / 1e6, gflops=cx.flops / 1e9)
                         rows.append(row)
                         if on_row:

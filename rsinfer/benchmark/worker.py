@@ -4,6 +4,7 @@
 
 prints one JSON object on its last line.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,9 +98,11 @@ def memory(spec: dict) -> dict:
 
     def pad(x):
         h, w = x.shape[-2:]
-        return torch.nn.functional.pad(x, (0, config.padded_size(w) - w, 0, config.padded_size(h) - h), mode="replicate")
+        return torch.nn.functional.pad(
+            x, (0, config.padded_size(w) - w, 0, config.padded_size(h) - h), mode="replicate"
+        )
 
-    with (sampler or _Null()), torch.inference_mode():
+    with sampler or _Null(), torch.inference_mode():
         if setting == "global":
             model(pad(image).to(device))
         elif setting == "patch" or setting == "global-local":
@@ -109,23 +112,38 @@ def memory(spec: dict) -> dict:
                 view = torch.nn.functional.interpolate(image, size=(gh, gw), mode="bilinear", antialias=True)
                 context = model.forward_global(view.to(device))
             for t in grid:
-                x = pad(image[..., t.rows.start:t.rows.stop, t.cols.start:t.cols.stop]).to(device)
+                x = pad(image[..., t.rows.start : t.rows.stop, t.cols.start : t.cols.stop]).to(device)
                 if context is None and not spec.get("global_local"):
                     model(x)
                 else:
                     ph, pw = x.shape[-2:]
-                    box = torch.tensor([[t.rows.start / size, t.cols.start / size,
-                                         (t.rows.start + ph) / size, (t.cols.start + pw) / size]], device=device)
+                    box = torch.tensor(
+                        [
+                            [
+                                t.rows.start / size,
+                                t.cols.start / size,
+                                (t.rows.start + ph) / size,
+                                (t.cols.start + pw) / size,
+                            ]
+                        ],
+                        device=device,
+                    )
                     model.predict_patches(x, context, box)
         else:
             raise ValueError(f"unknown setting {setting!r}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    out = dict(spec, seconds=time.perf_counter() - start, patches=len(grid) if setting != "global" else 1,
-               peak_rss_mb=peak_rss_mb(), idle_rss_mb=idle_rss)
+    out = dict(
+        spec,
+        seconds=time.perf_counter() - start,
+        patches=len(grid) if setting != "global" else 1,
+        peak_rss_mb=peak_rss_mb(),
+        idle_rss_mb=idle_rss,
+    )
     if device.type == "cuda":
-        out.update(cuda_peak_allocated_mb=torch.cuda.max_memory_allocated(device) / 2**20,
-                   device_used_mb=sampler.peak / 2**20)
+        out.update(
+            cuda_peak_allocated_mb=torch.cuda.max_memory_allocated(device) / 2**20, device_used_mb=sampler.peak / 2**20
+        )
     return out
 
 
@@ -146,9 +164,9 @@ def speed(spec: dict) -> dict:
     x = torch.randn(batch, config.num_bands, side, side, generator=torch.Generator().manual_seed(0))
     precision = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[spec["precision"]]
     if spec["backend"] == "onnx":
-        from rsinfer.export import export_onnx
-
         import onnxruntime as ort
+
+        from rsinfer.export import export_onnx
 
         path = f"{spec['workdir']}/{spec['model']}-{size}.onnx"
         export_onnx(model.cpu(), config, size, path)
@@ -188,8 +206,13 @@ def speed(spec: dict) -> dict:
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
     t = np.array(times)
-    return dict(spec, p50_ms=float(np.percentile(t, 50) * 1000), p95_ms=float(np.percentile(t, 95) * 1000),
-                fps=float(batch / np.median(t)), mpx_per_s=float(batch * size * size / np.median(t) / 1e6))
+    return dict(
+        spec,
+        p50_ms=float(np.percentile(t, 50) * 1000),
+        p95_ms=float(np.percentile(t, 95) * 1000),
+        fps=float(batch / np.median(t)),
+        mpx_per_s=float(batch * size * size / np.median(t) / 1e6),
+    )
 
 
 def main() -> None:

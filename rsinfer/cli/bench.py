@@ -1,4 +1,5 @@
 """``rsinfer bench memory`` and ``rsinfer bench speed``: the papers' efficiency tables, on your hardware."""
+
 from __future__ import annotations
 
 import platform
@@ -37,7 +38,9 @@ def _device(value: str) -> str:
 output_opts = [
     click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON."),
     click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the rows as CSV."),
-    click.option("--markdown", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table."),
+    click.option(
+        "--markdown", "md_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown table."
+    ),
 ]
 
 
@@ -60,8 +63,12 @@ def bench():
 
 
 @bench.command(short_help="Peak memory of patch, global and global-local inference.")
-@click.option("--models", default="", help="Comma-separated models [the GLCANet table's plus ammunet, lanet, hiresnet].")
-@click.option("--size", type=click.IntRange(min=32), default=2448, show_default=True, help="Image side (DeepGlobe: 2448).")
+@click.option(
+    "--models", default="", help="Comma-separated models [the GLCANet table's plus ammunet, lanet, hiresnet]."
+)
+@click.option(
+    "--size", type=click.IntRange(min=32), default=2448, show_default=True, help="Image side (DeepGlobe: 2448)."
+)
 @click.option("--patch", type=click.IntRange(min=16), default=500, show_default=True, help="Patch side.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Patch overlap.")
 @click.option("--device", default="auto", show_default=True)
@@ -81,8 +88,14 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
     device = _device(device)
     names = _models(models, runner.TABLE_MODELS + runner.OUR_MODELS)
     console = Console(stderr=True)
-    rows = runner.memory_rows(names, size, patch, overlap, device,
-                              on_row=lambda r: console.print(f"  {r['model']} {r['setting']}: {report._mb(r):.0f} MB"))
+    rows = runner.memory_rows(
+        names,
+        size,
+        patch,
+        overlap,
+        device,
+        on_row=lambda r: console.print(f"  {r['model']} {r['setting']}: {report._mb(r):.0f} MB"),
+    )
     lines = report.memory_table(rows)
     unit = "device used MB" if device.startswith("cuda") else "peak RSS MB"
     table = Table(title=f"Peak memory, {size}² image, {patch}² patches ({unit}); paper: {report.MEMORY_TABLE_SOURCE}")
@@ -123,15 +136,25 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory() as work:
         rows = runner.speed_rows(
-            _models(models, runner.OUR_MODELS), [int(s) for s in sizes.split(",")], backends.split(","),
-            precisions.split(","), [int(b) for b in batches.split(",")], device, runs, warmup, work,
-            on_row=lambda r: console.print(f"  {r['model']} {r['size']} {r['backend']} {r['precision']} "
-                                           f"b{r['batch']}: {r['fps']:.2f} FPS"))
+            _models(models, runner.OUR_MODELS),
+            [int(s) for s in sizes.split(",")],
+            backends.split(","),
+            precisions.split(","),
+            [int(b) for b in batches.split(",")],
+            device,
+            runs,
+            warmup,
+            work,
+            on_row=lambda r: console.print(
+                f"  {r['model']} {r['size']} {r['backend']} {r['precision']} b{r['batch']}: {r['fps']:.2f} FPS"
+            ),
+        )
     lines = report.speed_table(rows)
     table = Table(title=f"Speed on {_machine(device)} (papers' rows marked)")
     for col in report.SPEED_COLUMNS:
-        table.add_column(col, justify="left" if col in ("model", "backend", "precision", "device") else "right",
-                         overflow="fold")
+        table.add_column(
+            col, justify="left" if col in ("model", "backend", "precision", "device") else "right", overflow="fold"
+        )
     for line in lines:
         table.add_row(*[str(line.get(c, "-")) for c in report.SPEED_COLUMNS])
     Console().print(table)

@@ -1,4 +1,5 @@
 """``rsinfer convert-weights``: any supported checkpoint layout in, a clean safetensors file out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,12 @@ import click
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", required=True, help="Registered model the checkpoint belongs to.")
 @click.option("--name", default=None, help="Manifest entry name [OUTPUT's stem].")
-@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
-              help="Manifest to add the entry to [manifest.json beside OUTPUT].")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Manifest to add the entry to [manifest.json beside OUTPUT].",
+)
 @click.option("--source", default="", help="Where the weights come from (paper, repository, training run).")
 @click.option("--license", "license_", default="", help="The weights' license.")
 @click.option("--description", default="", help="What the weights are for.")
@@ -23,8 +28,15 @@ def convert_weights(input, output, model, name, manifest, source, license_, desc
     from rsinfer.errors import RsinferError
     from rsinfer.io.outputs import atomic_outputs, check_outputs
     from rsinfer.models import create_model, get_config
-    from rsinfer.weights import (WeightEntry, adapt_state_dict, load_into, read_checkpoint, save_manifest_entry,
-                                 save_safetensors, sha256_of)
+    from rsinfer.weights import (
+        WeightEntry,
+        adapt_state_dict,
+        load_into,
+        read_checkpoint,
+        save_manifest_entry,
+        save_safetensors,
+        sha256_of,
+    )
 
     out = Path(output)
     if out.suffix != ".safetensors":
@@ -44,7 +56,14 @@ def convert_weights(input, output, model, name, manifest, source, license_, desc
         file = str(out.resolve().relative_to(manifest_path.resolve().parent))
     except ValueError:
         file = str(out.resolve())
-    entry = WeightEntry(name=name or out.stem, file=file, model=model, sha256=sha256_of(out), source=source,
-                        license=license_, description=description)
+    entry = WeightEntry(
+        name=name or out.stem,
+        file=file,
+        model=model,
+        sha256=sha256_of(out),
+        source=source,
+        license=license_,
+        description=description,
+    )
     save_manifest_entry(manifest_path, entry)
     click.echo(f"rsinfer: wrote {out} ({len(state)} tensors) and entry {entry.name!r} in {manifest_path}", err=True)

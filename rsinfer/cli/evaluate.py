@@ -1,4 +1,5 @@
 """``rsinfer eval``: score a label map against reference labels (IoU, F1, OA)."""
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.argument("pred", type=click.Path())
 @click.argument("labels", type=click.Path())
 # 1024: rsinfer.evaluation.MAX_CLASSES (not imported here: main imports every command at start-up)
-@click.option("--num-classes", "-k", type=click.IntRange(1, 1024), default=None,
-              help="Number of classes K [from PRED's class names, else LABELS', else the largest class id + 1].")
-@click.option("--ignore-index", "ignore", type=click.IntRange(min=0), multiple=True,
-              help="A LABELS class left out of the scores, e.g. clutter (repeatable).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="Also write the confusion matrix and metrics to this JSON file ('-': to stdout, and the table "
-                   "and summary to stderr).")
+@click.option(
+    "--num-classes",
+    "-k",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Number of classes K [from PRED's class names, else LABELS', else the largest class id + 1].",
+)
+@click.option(
+    "--ignore-index",
+    "ignore",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="A LABELS class left out of the scores, e.g. clutter (repeatable).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default=None,
+    help="Also write the confusion matrix and metrics to this JSON file ('-': to stdout, and the table "
+    "and summary to stderr).",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [2, or 1 on one CPU].")
 @click.option("--overwrite", is_flag=True, help="Replace the --json file if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or warnings; print only the summary line.")
@@ -65,16 +81,19 @@ def _evaluate(pred, labels, num_classes, ignore, json_path, workers, overwrite, 
             warnings.showwarning = _show_warning
         progress = _LazyProgress(disable=quiet)
         try:
-            result = evaluate_rasters(pred, labels, num_classes=num_classes, ignore=ignore, workers=workers,
-                                      progress=progress.update)
+            result = evaluate_rasters(
+                pred, labels, num_classes=num_classes, ignore=ignore, workers=workers, progress=progress.update
+            )
         finally:
             progress.close()
     if to_stdout:
         click.echo(result.to_json(), nl=False)
     elif json_path is not None:
         write_json(result, json_path)
-    summary = (f"mIoU {_pct(result.miou)}  mean F1 {_pct(result.mean_f1)}  OA {_pct(result.oa)}  "
-               f"({result.pixels:,} px; means over {result.scored_classes} of {result.num_classes} classes)")
+    summary = (
+        f"mIoU {_pct(result.miou)}  mean F1 {_pct(result.mean_f1)}  OA {_pct(result.oa)}  "
+        f"({result.pixels:,} px; means over {result.scored_classes} of {result.num_classes} classes)"
+    )
     if quiet:
         click.echo(summary, err=to_stdout)
         return
@@ -112,11 +131,23 @@ def _print_table(result, err: bool = False) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.pred} vs {result.labels}", title_justify="left")
-    for name, justify in (("id", "right"), ("class", "left"), ("IoU %", "right"), ("F1 %", "right"),
-                          ("pixels", "right"), ("predicted", "right")):
+    for name, justify in (
+        ("id", "right"),
+        ("class", "left"),
+        ("IoU %", "right"),
+        ("F1 %", "right"),
+        ("pixels", "right"),
+        ("predicted", "right"),
+    ):
         table.add_column(name, justify=justify)
     for i, name in enumerate(result.class_names):
         ignored = i in result.ignore
-        table.add_row(str(i), name + (" (ignored)" if ignored else ""), _pct(result.iou[i]), _pct(result.f1[i]),
-                      f"{int(result.support[i]):,}", f"{int(result.predicted[i]):,}")
+        table.add_row(
+            str(i),
+            name + (" (ignored)" if ignored else ""),
+            _pct(result.iou[i]),
+            _pct(result.f1[i]),
+            f"{int(result.support[i]):,}",
+            f"{int(result.predicted[i]):,}",
+        )
     Console(highlight=False, soft_wrap=False, stderr=err).print(table)

@@ -1,4 +1,5 @@
 """``rsinfer export``: a model (and its weights) as a verified ONNX graph."""
+
 from __future__ import annotations
 
 import click
@@ -10,8 +11,12 @@ from rsinfer.cli import options
 @options.model_opt
 @options.weights_opt
 @options.tile_opt
-@click.option("--mode", type=click.Choice(["global-local", "global", "patch"]), default=None,
-              help="Global-local models: which branches the graph runs [global-local].")
+@click.option(
+    "--mode",
+    type=click.Choice(["global-local", "global", "patch"]),
+    default=None,
+    help="Global-local models: which branches the graph runs [global-local].",
+)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="model.onnx")
 @options.overwrite_opt
 def export(model, weights, tile, mode, output, overwrite):
@@ -27,5 +32,8 @@ def export(model, weights, tile, mode, output, overwrite):
     loaded.set_mode(mode)
     config = loaded.config
     result = export_onnx(loaded.module, config, config.tile, output)
-    click.echo(f"rsinfer: exported {config.name} (tile {config.tile}) to {', '.join(result.paths)}; "
-               f"max |logit difference| vs PyTorch {result.max_abs_diff:.1e}", err=True)
+    click.echo(
+        f"rsinfer: exported {config.name} (tile {config.tile}) to {', '.join(result.paths)}; "
+        f"max |logit difference| vs PyTorch {result.max_abs_diff:.1e}",
+        err=True,
+    )

@@ -1,4 +1,5 @@
 """``rsinfer models``: the registered models and their defaults."""
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,21 @@ def models(as_json, no_flops):
     for name in list_models():
         c = model_complexity(name, flops=not no_flops)
         cfg = c.config
-        rows.append({
-            "name": name, "params_m": round(c.params / 1e6, 3),
-            "gflops": None if c.flops is None else round(c.flops / 1e9, 2),
-            "tile": cfg.tile, "overlap": cfg.overlap, "classes": cfg.num_classes, "bands": list(cfg.in_bands),
-            "size_multiple": cfg.size_multiple, "paper": cfg.paper, "description": cfg.description,
-            "weights": default_weights(name),
-        })
+        rows.append(
+            {
+                "name": name,
+                "params_m": round(c.params / 1e6, 3),
+                "gflops": None if c.flops is None else round(c.flops / 1e9, 2),
+                "tile": cfg.tile,
+                "overlap": cfg.overlap,
+                "classes": cfg.num_classes,
+                "bands": list(cfg.in_bands),
+                "size_multiple": cfg.size_multiple,
+                "paper": cfg.paper,
+                "description": cfg.description,
+                "weights": default_weights(name),
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -41,6 +50,15 @@ def models(as_json, no_flops):
     table.add_column("weights", overflow="fold")
     table.add_column("paper", overflow="fold")
     for r in rows:
-        table.add_row(r["name"], f"{r['params_m']:.2f}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}",
-                      str(r["tile"]), str(r["overlap"]), str(r["classes"]), ",".join(r["bands"]), r["weights"] or "random", r["paper"] or "-")
+        table.add_row(
+            r["name"],
+            f"{r['params_m']:.2f}",
+            "-" if r["gflops"] is None else f"{r['gflops']:.1f}",
+            str(r["tile"]),
+            str(r["overlap"]),
+            str(r["classes"]),
+            ",".join(r["bands"]),
+            r["weights"] or "random",
+            r["paper"] or "-",
+        )
     Console().print(table)

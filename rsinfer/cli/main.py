@@ -1,4 +1,5 @@
 """The ``rsinfer`` command group and its error handling."""
+
 from __future__ import annotations
 
 import sys

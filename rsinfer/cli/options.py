@@ -1,4 +1,5 @@
 """Options and helpers shared by several commands."""
+
 from __future__ import annotations
 
 import click
@@ -33,14 +34,27 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
 quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
-model_opt = click.option("--model", "-m", "model", default=None,
-                         help="Registered model name (see `rsinfer models`) [the weights' model, else lanet-lite, which has demo weights].")
+model_opt = click.option(
+    "--model",
+    "-m",
+    "model",
+    default=None,
+    help="Registered model name (see `rsinfer models`) [the weights' model, else lanet-lite, which has demo weights].",
+)
 device_opt = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-weights_opt = click.option("--weights", "-w", default=None,
-                           help="Checkpoint file (.safetensors, .pt, .pth), a name from weights/manifest.json, or 'random' "
-                                "[the model's bundled demo weights, if it has any].")
+weights_opt = click.option(
+    "--weights",
+    "-w",
+    default=None,
+    help="Checkpoint file (.safetensors, .pt, .pth), a name from weights/manifest.json, or 'random' "
+    "[the model's bundled demo weights, if it has any].",
+)
 tile_opt = click.option("--tile", type=click.IntRange(min=1), default=None, help="Tile side in pixels [model default].")
-overlap_opt = click.option("--overlap", type=click.IntRange(min=0), default=None, help="Tile overlap in pixels [model default].")
+overlap_opt = click.option(
+    "--overlap", type=click.IntRange(min=0), default=None, help="Tile overlap in pixels [model default]."
+)
+
+
 def parse_batch_size(ctx, param, value: str) -> int | str:
     if value == "auto":
         return value
@@ -53,9 +67,24 @@ def parse_batch_size(ctx, param, value: str) -> int | str:
     return n
 
 
-batch_opt = click.option("--batch-size", "-b", default="4", show_default=True, callback=parse_batch_size,
-                         help="Tiles per forward pass, or 'auto': the largest that fits --max-gpu-mem (CUDA).")
-bands_opt = click.option("--bands", callback=parse_bands, default=None,
-                         help="Input bands feeding the model, in model order, e.g. 3,2,1 [by colour interpretation].")
-blend_opt = click.option("--blend", type=click.Choice(BLENDS), default="crop", show_default=True,
-                         help="How overlapping tiles merge: keep tile centres, or weight the overlap.")
+batch_opt = click.option(
+    "--batch-size",
+    "-b",
+    default="4",
+    show_default=True,
+    callback=parse_batch_size,
+    help="Tiles per forward pass, or 'auto': the largest that fits --max-gpu-mem (CUDA).",
+)
+bands_opt = click.option(
+    "--bands",
+    callback=parse_bands,
+    default=None,
+    help="Input bands feeding the model, in model order, e.g. 3,2,1 [by colour interpretation].",
+)
+blend_opt = click.option(
+    "--blend",
+    type=click.Choice(BLENDS),
+    default="crop",
+    show_default=True,
+    help="How overlapping tiles merge: keep tile centres, or weight the overlap.",
+)

@@ -1,4 +1,5 @@
 """A rich progress bar on stderr: tiles done, Mpx/s, ETA."""
+
 from __future__ import annotations
 
 import time
@@ -20,14 +21,21 @@ class TileProgress:
 
     def __init__(self, disable: bool = False, label: str = "segment"):
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
-            _RateColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=disable, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tiles"),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=disable,
+            transient=False,
         )
         self._label = label
         self._task = None
         self._last = 0.0
 
-    def __enter__(self) -> "TileProgress":
+    def __enter__(self) -> TileProgress:
         self._progress.__enter__()
         return self
 

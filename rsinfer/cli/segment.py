@@ -1,4 +1,5 @@
 """``rsinfer segment``: a raster in, a georeferenced label map out."""
+
 from __future__ import annotations
 
 import warnings
@@ -21,27 +22,82 @@ from rsinfer.cli.progress import TileProgress
 @options.bands_opt
 @options.blend_opt
 @click.option("--probs", is_flag=True, help="Also write class probabilities as uint8 (x255).")
-@click.option("--scale", "value_scale", type=float, default=None,
-              help="Multiply raw values by this before the model's normalization [from the data type].")
-@click.option("--mode", type=click.Choice(["global-local", "global", "patch"]), default=None,
-              help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
-                   "[global-local].")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-              help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
-              help="Exported graph for --backend onnx [exported and cached on first use].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
-              help="Autocast precision of the torch backend.")
-@click.option("--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory].")
+@click.option(
+    "--scale",
+    "value_scale",
+    type=float,
+    default=None,
+    help="Multiply raw values by this before the model's normalization [from the data type].",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["global-local", "global", "patch"]),
+    default=None,
+    help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
+    "[global-local].",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).",
+)
+@click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Exported graph for --backend onnx [exported and cached on first use].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision of the torch backend.",
+)
+@click.option(
+    "--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory]."
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
-@click.option("--resume", is_flag=True,
-              help="Continue the partial output an interrupted run of the same job left (same bytes as one run).")
-@click.option("--keep-partial/--no-keep-partial", default=True, show_default=True,
-              help="On SIGINT/SIGTERM/SIGHUP, keep the rows done for --resume.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the partial output an interrupted run of the same job left (same bytes as one run).",
+)
+@click.option(
+    "--keep-partial/--no-keep-partial",
+    default=True,
+    show_default=True,
+    help="On SIGINT/SIGTERM/SIGHUP, keep the rows done for --resume.",
+)
 @options.quiet_opt
-def segment(input, output, model, weights, tile, overlap, batch_size, device, bands, blend, probs, value_scale,
-            mode, backend, onnx_path, precision, max_gpu_mem, workers, overwrite, resume, keep_partial, quiet):
+def segment(
+    input,
+    output,
+    model,
+    weights,
+    tile,
+    overlap,
+    batch_size,
+    device,
+    bands,
+    blend,
+    probs,
+    value_scale,
+    mode,
+    backend,
+    onnx_path,
+    precision,
+    max_gpu_mem,
+    workers,
+    overwrite,
+    resume,
+    keep_partial,
+    quiet,
+):
     """Segment INPUT window by window with a model and write a label map to --output.
 
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
@@ -51,10 +107,26 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
     from rsinfer.signals import stop_on_signals
 
     opts = SegmentOptions(
-        input=input, output=output, model=model, weights=weights, tile=tile, overlap=overlap,
-        batch_size=batch_size, device=device, bands=bands, blend=blend, probs=probs,
-        overwrite=overwrite, value_scale=value_scale, read_workers=workers, mode=mode,
-        backend=backend, onnx=onnx_path, precision=precision, max_gpu_mem=max_gpu_mem, resume=resume,
+        input=input,
+        output=output,
+        model=model,
+        weights=weights,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        bands=bands,
+        blend=blend,
+        probs=probs,
+        overwrite=overwrite,
+        value_scale=value_scale,
+        read_workers=workers,
+        mode=mode,
+        backend=backend,
+        onnx=onnx_path,
+        precision=precision,
+        max_gpu_mem=max_gpu_mem,
+        resume=resume,
         keep_partial=keep_partial,
     )
     with warnings.catch_warnings():
@@ -66,7 +138,8 @@ def segment(input, output, model, weights, tile, overlap, batch_size, device, ba
         click.echo(
             f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "
             f"{report.tiles} tiles ({report.tiles_predicted} predicted, {report.tiles_skipped} empty), "
-            f"{report.model} ({report.weights} weights) on {report.device} ({report.backend}), {report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
+            f"{report.model} ({report.weights} weights) on {report.device} ({report.backend}), "
+            f"{report.seconds:.1f} s, {report.mpx_per_s:.2f} Mpx/s, "
             f"peak RSS {report.peak_rss_mb:.0f} MB",
             err=True,
         )

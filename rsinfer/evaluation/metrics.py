@@ -119,7 +119,7 @@ class EvalResult:
             "class_pixels": [int(v) for v in self.support],
             "predicted_pixels": [int(v) for v in self.predicted],
             "note": "rows of confusion_matrix are LABELS (truth), columns PRED; iou/f1 are null for classes absent "
-                    "from both and for ignored classes, which miou and mean_f1 leave out",
+            "from both and for ignored classes, which miou and mean_f1 leave out",
         }
 
     def to_json(self) -> str:

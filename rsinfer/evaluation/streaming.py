@@ -40,27 +40,39 @@ COLS_TARGET = 4096  # window columns: a multiple of the block width, at most abo
 def check_alignment(pred: LabelRaster, labels: LabelRaster) -> None:
     """Same size, and same CRS and pixel grid where both say; a warning where that cannot be checked."""
     if (pred.width, pred.height) != (labels.width, labels.height):
-        raise InputError(f"{pred.path} is {pred.width}x{pred.height} px but {labels.path} is "
-                         f"{labels.width}x{labels.height} px; they must cover the same pixel grid")
+        raise InputError(
+            f"{pred.path} is {pred.width}x{pred.height} px but {labels.path} is "
+            f"{labels.width}x{labels.height} px; they must cover the same pixel grid"
+        )
     missing = [r.path for r in (pred, labels) if r.crs is None]
     if missing:
-        warnings.warn(f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no CRS; cannot check that "
-                      f"{pred.path} and {labels.path} are on the same grid (compared pixel by pixel)",
-                      InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{' and '.join(missing)} {'has' if len(missing) == 1 else 'have'} no CRS; cannot check that "
+            f"{pred.path} and {labels.path} are on the same grid (compared pixel by pixel)",
+            InputWarning,
+            stacklevel=3,
+        )
         return
     if pred.crs != labels.crs:
-        raise InputError(f"{pred.path} and {labels.path} have different CRS ({_crs_name(pred.crs)} vs "
-                         f"{_crs_name(labels.crs)}); reproject one onto the other's grid")
+        raise InputError(
+            f"{pred.path} and {labels.path} have different CRS ({_crs_name(pred.crs)} vs "
+            f"{_crs_name(labels.crs)}); reproject one onto the other's grid"
+        )
     if pred.transform is None or labels.transform is None:
         which = pred.path if pred.transform is None else labels.path
-        warnings.warn(f"{which} has no geotransform; cannot check that {pred.path} and {labels.path} are on the "
-                      "same grid", InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{which} has no geotransform; cannot check that {pred.path} and {labels.path} are on the same grid",
+            InputWarning,
+            stacklevel=3,
+        )
         return
     t1, t2 = pred.transform, labels.transform
     pixel = min(abs(t1.a), abs(t1.e)) or 1.0
     if not np.allclose(tuple(t1)[:6], tuple(t2)[:6], rtol=0, atol=1e-3 * pixel):
-        raise InputError(f"{pred.path} and {labels.path} have different pixel grids (origin {t1.c:g}, {t1.f:g} and "
-                         f"pixel {t1.a:g} x {t1.e:g} vs origin {t2.c:g}, {t2.f:g} and pixel {t2.a:g} x {t2.e:g})")
+        raise InputError(
+            f"{pred.path} and {labels.path} have different pixel grids (origin {t1.c:g}, {t1.f:g} and "
+            f"pixel {t1.a:g} x {t1.e:g} vs origin {t2.c:g}, {t2.f:g} and pixel {t2.a:g} x {t2.e:g})"
+        )
 
 
 def _crs_name(crs) -> str:
@@ -81,8 +93,11 @@ def _step(block: int, target: int, size: int) -> int:
 
 def window_grid(width: int, height: int, rows: int, cols: int) -> list[tuple[slice, slice]]:
     """Row-major windows of ``rows`` x ``cols`` (smaller at the right and bottom edges) that partition the raster."""
-    return [(slice(r, min(r + rows, height)), slice(c, min(c + cols, width)))
-            for r in range(0, height, rows) for c in range(0, width, cols)]
+    return [
+        (slice(r, min(r + rows, height)), slice(c, min(c + cols, width)))
+        for r in range(0, height, rows)
+        for c in range(0, width, cols)
+    ]
 
 
 def default_window(pred: LabelRaster, labels: LabelRaster) -> tuple[int, int]:
@@ -149,11 +164,14 @@ class _Counter:
             raise InputError(f"{raster.path}: negative class id {lo} in {where}; class ids start at 0")
         k = self.num_classes
         if k is not None and hi >= k:
-            raise InputError(f"{raster.path}: class id {hi} in {where}, but there are {k} classes "
-                             f"(set --num-classes, or --ignore-index for classes of LABELS left out)")
+            raise InputError(
+                f"{raster.path}: class id {hi} in {where}, but there are {k} classes "
+                f"(set --num-classes, or --ignore-index for classes of LABELS left out)"
+            )
         if hi >= MAX_CLASSES:
-            raise InputError(f"{raster.path}: class id {hi} in {where}; that is not a label map "
-                             f"(at most {MAX_CLASSES} classes)")
+            raise InputError(
+                f"{raster.path}: class id {hi} in {where}; that is not a label map (at most {MAX_CLASSES} classes)"
+            )
         return hi
 
 
@@ -200,13 +218,20 @@ def resolve_classes(
     """K and the class names: --num-classes, else the names PRED (or LABELS) carries, else None (from the data)."""
     names = pred.class_names or labels.class_names
     if pred.class_names and labels.class_names and pred.class_names != labels.class_names:
-        warnings.warn(f"{pred.path} and {labels.path} name their classes differently; using {pred.path}'s names",
-                      InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{pred.path} and {labels.path} name their classes differently; using {pred.path}'s names",
+            InputWarning,
+            stacklevel=3,
+        )
     if num_classes is None:
         return (len(names), names) if names else (None, None)
     if names and len(names) != num_classes:
-        warnings.warn(f"{pred.path if pred.class_names else labels.path} names {len(names)} classes but "
-                      f"--num-classes is {num_classes}", InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{pred.path if pred.class_names else labels.path} names {len(names)} classes but "
+            f"--num-classes is {num_classes}",
+            InputWarning,
+            stacklevel=3,
+        )
     return num_classes, names
 
 
@@ -251,15 +276,33 @@ def evaluate_rasters(
                     progress(done, len(windows), pixels_read)
         width, height = p_src.width, p_src.height
     if cm.sum() == 0:
-        raise InputError(f"{pred} vs {labels}: no pixel is valid in both (nodata"
-                         f"{', --ignore-index' if ignore else ''}); nothing to score")
+        raise InputError(
+            f"{pred} vs {labels}: no pixel is valid in both (nodata"
+            f"{', --ignore-index' if ignore else ''}); nothing to score"
+        )
     k = cm.shape[0]
-    names = tuple(names[:k]) + tuple(f"class {i}" for i in range(len(names), k)) if names else \
-        tuple(f"class {i}" for i in range(k))
+    names = (
+        tuple(names[:k]) + tuple(f"class {i}" for i in range(len(names), k))
+        if names
+        else tuple(f"class {i}" for i in range(k))
+    )
     m = confusion_metrics(cm, exclude=ignore)
     return EvalResult(
-        pred=str(pred), labels=str(labels), confusion_matrix=cm, class_names=names, ignore=ignore,
-        iou=m["iou"], f1=m["f1"], miou=m["miou"], oa=m["oa"], mean_f1=m["mean_f1"], pixels=m["pixels"],
-        support=m["support"], predicted=m["predicted"], width=width, height=height, windows=len(windows),
+        pred=str(pred),
+        labels=str(labels),
+        confusion_matrix=cm,
+        class_names=names,
+        ignore=ignore,
+        iou=m["iou"],
+        f1=m["f1"],
+        miou=m["miou"],
+        oa=m["oa"],
+        mean_f1=m["mean_f1"],
+        pixels=m["pixels"],
+        support=m["support"],
+        predicted=m["predicted"],
+        width=width,
+        height=height,
+        windows=len(windows),
         seconds=time.perf_counter() - start,
     )

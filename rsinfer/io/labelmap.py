@@ -109,8 +109,9 @@ def _parse_class_names(value, path: str) -> tuple[str, ...] | None:
         try:
             value = json.loads(value)
         except ValueError:
-            warnings.warn(f"{path}: class names {value[:40]!r} are not a JSON list; ignoring them", InputWarning,
-                          stacklevel=4)
+            warnings.warn(
+                f"{path}: class names {value[:40]!r} are not a JSON list; ignoring them", InputWarning, stacklevel=4
+            )
             return None
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
@@ -118,8 +119,9 @@ def _parse_class_names(value, path: str) -> tuple[str, ...] | None:
 
 
 def _read_error(path: str, rows: slice, cols: slice, err: BaseException) -> InputError:
-    return InputError(f"{path}: cannot read rows {rows.start}-{rows.stop}, cols {cols.start}-{cols.stop} "
-                      f"({first_line(err)})")
+    return InputError(
+        f"{path}: cannot read rows {rows.start}-{rows.stop}, cols {cols.start}-{cols.stop} ({first_line(err)})"
+    )
 
 
 class _GeoTiffLabels(LabelRaster):
@@ -215,8 +217,11 @@ class _ZarrLabels(LabelRaster):
         self.crs, self.transform = self._georeferencing(group)
         meta = dict(group.attrs).get("rsinfer")
         if isinstance(meta, dict) and meta.get("complete") is False:
-            warnings.warn(f"{path}: the zarr store is marked incomplete (an interrupted job); unwritten pixels "
-                          "read as nodata", InputWarning, stacklevel=3)
+            warnings.warn(
+                f"{path}: the zarr store is marked incomplete (an interrupted job); unwritten pixels read as nodata",
+                InputWarning,
+                stacklevel=3,
+            )
         self._check()
 
     def _georeferencing(self, group):
@@ -233,16 +238,18 @@ class _ZarrLabels(LabelRaster):
             try:
                 crs = CRS.from_wkt(wkt)
             except Exception:
-                warnings.warn(f"{self.path}: the CRS in spatial_ref cannot be parsed; ignoring it", InputWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"{self.path}: the CRS in spatial_ref cannot be parsed; ignoring it", InputWarning, stacklevel=4
+                )
         gt = attrs.get("GeoTransform")
         if gt:
             try:
                 c, a, b, f, d, e = (float(v) for v in str(gt).split())
                 transform = Affine(a, b, c, d, e, f)
             except ValueError:
-                warnings.warn(f"{self.path}: GeoTransform {gt!r} cannot be parsed; ignoring it", InputWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"{self.path}: GeoTransform {gt!r} cannot be parsed; ignoring it", InputWarning, stacklevel=4
+                )
         return crs, transform
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:

@@ -69,7 +69,9 @@ def commit(partial: PathLike, final: PathLike, overwrite: bool = True) -> None:
             try:
                 os.link(partial, final)  # fails if final exists: no window between check and rename
             except FileExistsError:
-                raise RsinferError(f"{final}: output appeared while this job ran; pass --overwrite to replace it") from None
+                raise RsinferError(
+                    f"{final}: output appeared while this job ran; pass --overwrite to replace it"
+                ) from None
             os.remove(partial)
         return
     if os.path.isdir(final) and not os.path.islink(final):
@@ -134,8 +136,11 @@ def describe_os_error(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno in causes:
         return causes[err.errno]
     text = str(err)
-    for needle, cause in (("No space left", "disk full"), ("Permission denied", "permission denied"),
-                          ("Read-only file system", "read-only file system")):
+    for needle, cause in (
+        ("No space left", "disk full"),
+        ("Permission denied", "permission denied"),
+        ("Read-only file system", "read-only file system"),
+    ):
         if needle in text:
             return cause
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__

@@ -14,14 +14,14 @@ The valid mask comes from GDAL's dataset mask (nodata, alpha band or internal ma
 whichever the file has). A tile with no valid pixel is yielded without data, so it is
 never sent to the model.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,6 @@ from rasterio.errors import RasterioError
 from ..errors import InputError
 from ..tiling import Tile
 from .source import RasterInfo, first_line
-
 
 # schedule(tile, submit): start side reads for a tile with submit(fn, *args) -> Future.
 Schedule = Callable[[Tile, Callable[..., Future[Any]]], None]

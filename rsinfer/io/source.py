@@ -3,6 +3,7 @@
 Every problem with the file is raised here as an :class:`InputError` whose message names
 the file, so the CLI can report it as one line.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -83,7 +84,9 @@ def inspect_raster(
         has_mask = not all(f == [MaskFlags.all_valid] for f in flags)
         tiled = bool(src.profile.get("tiled")) and src.block_shapes[0][0] > 1
         if src.crs is None:
-            warnings.warn(f"{path}: the raster has no CRS; the output will have none either", InputWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: the raster has no CRS; the output will have none either", InputWarning, stacklevel=2
+            )
         if not tiled and max(src.width, src.height) > 2048:
             warnings.warn(
                 f"{path}: the raster is not internally tiled (blocks of {src.block_shapes[0][0]}x"
@@ -133,7 +136,9 @@ def resolve_bands(path: str, src, band_names: tuple[str, ...], bands: tuple[int,
     if len(data_bands) == want:
         return tuple(data_bands)
     if len(data_bands) == 1 and set(band_names) <= {"red", "green", "blue"}:
-        warnings.warn(f"{path}: single-band raster; feeding band 1 to all of {', '.join(band_names)}", InputWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: single-band raster; feeding band 1 to all of {', '.join(band_names)}", InputWarning, stacklevel=3
+        )
         return (data_bands[0],) * want
     raise InputError(
         f"{path}: the model takes {want} bands ({', '.join(band_names)}) but the raster has "

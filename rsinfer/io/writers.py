@@ -11,6 +11,7 @@ only some rows of a raster.
 Each writer records which rows are complete (:attr:`LabelWriter.completed_rows`); the
 zarr writer also stores that record in the store, which is what resuming builds on.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +34,7 @@ from .outputs import check_outputs, commit, describe_os_error, partial_path, rem
 
 class OutputError(RsinferError):
     """An output could not be written (full disk, no permission, a failed GDAL write)."""
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -214,10 +216,16 @@ class LabelWriter(ABC):
                 self._pending.pop(0)
                 part = head
             else:
-                part = FinishedRows(Span(head.rows.start, head.rows.start + need), head.labels[:need],
-                                    None if head.scores is None else head.scores[:, :need])
-                self._pending[0] = FinishedRows(Span(head.rows.start + need, head.rows.stop), head.labels[need:],
-                                                None if head.scores is None else head.scores[:, need:])
+                part = FinishedRows(
+                    Span(head.rows.start, head.rows.start + need),
+                    head.labels[:need],
+                    None if head.scores is None else head.scores[:, :need],
+                )
+                self._pending[0] = FinishedRows(
+                    Span(head.rows.start + need, head.rows.stop),
+                    head.labels[need:],
+                    None if head.scores is None else head.scores[:, need:],
+                )
             labels.append(part.labels)
             if part.scores is not None:
                 probs.append(part.scores)
@@ -225,8 +233,7 @@ class LabelWriter(ABC):
         top = self._pending_top
         assert top is not None
         self._pending_top = top + n
-        return FinishedRows(Span(top, top + n), np.concatenate(labels, 0),
-                            np.concatenate(probs, 1) if probs else None)
+        return FinishedRows(Span(top, top + n), np.concatenate(labels, 0), np.concatenate(probs, 1) if probs else None)
 
     def _mark_complete(self, rows: Span) -> None:
         self.completed_rows = merge_spans([*self.completed_rows, rows])
@@ -290,9 +297,20 @@ class GeoTiffWriter(LabelWriter):
     def _profile(self, count: int) -> dict:
         s = self.spec
         return dict(
-            driver="GTiff", width=s.width, height=s.height, count=count, dtype="uint8",
-            crs=s.crs, transform=s.transform, tiled=True, blockxsize=self.BLOCK, blockysize=self.BLOCK,
-            compress="deflate", predictor=1, BIGTIFF="IF_SAFER", num_threads=2,
+            driver="GTiff",
+            width=s.width,
+            height=s.height,
+            count=count,
+            dtype="uint8",
+            crs=s.crs,
+            transform=s.transform,
+            tiled=True,
+            blockxsize=self.BLOCK,
+            blockysize=self.BLOCK,
+            compress="deflate",
+            predictor=1,
+            BIGTIFF="IF_SAFER",
+            num_threads=2,
         )
 
     def _open(self) -> None:
@@ -374,31 +392,56 @@ class ZarrWriter(LabelWriter):
         s = self.spec
         self._group = zarr.open_group(self.partial_paths[0], mode="w", zarr_format=3)
         self._labels = self._group.create_array(
-            "labels", shape=(s.height, s.width), chunks=(s.chunk, s.chunk), dtype="uint8",
-            fill_value=NODATA_LABEL, dimension_names=("y", "x"),
+            "labels",
+            shape=(s.height, s.width),
+            chunks=(s.chunk, s.chunk),
+            dtype="uint8",
+            fill_value=NODATA_LABEL,
+            dimension_names=("y", "x"),
         )
-        self._labels.attrs.update({
-            "grid_mapping": "spatial_ref",
-            "coordinates": "spatial_ref",
-            "long_name": "class",
-            "class_names": list(s.class_names),
-            "class_colors": [list(c) for c in s.class_colors],
-            "flag_values": list(range(len(s.class_names))),
-            "flag_meanings": " ".join(s.class_names),
-            "nodata": NODATA_LABEL,
-        })
+        self._labels.attrs.update(
+            {
+                "grid_mapping": "spatial_ref",
+                "coordinates": "spatial_ref",
+                "long_name": "class",
+                "class_names": list(s.class_names),
+                "class_colors": [list(c) for c in s.class_colors],
+                "flag_values": list(range(len(s.class_names))),
+                "flag_meanings": " ".join(s.class_names),
+                "nodata": NODATA_LABEL,
+            }
+        )
         self._probs = None
         if s.with_probs:
             self._probs = self._group.create_array(
-                "probs", shape=(len(s.class_names), s.height, s.width), chunks=(len(s.class_names), s.chunk, s.chunk),
-                dtype="uint8", fill_value=0, dimension_names=("class", "y", "x"),
+                "probs",
+                shape=(len(s.class_names), s.height, s.width),
+                chunks=(len(s.class_names), s.chunk, s.chunk),
+                dtype="uint8",
+                fill_value=0,
+                dimension_names=("class", "y", "x"),
             )
-            self._probs.attrs.update({"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
-                                      "scale_note": "probability x 255", "class_names": list(s.class_names)})
+            self._probs.attrs.update(
+                {
+                    "grid_mapping": "spatial_ref",
+                    "coordinates": "spatial_ref",
+                    "scale_note": "probability x 255",
+                    "class_names": list(s.class_names),
+                }
+            )
         self._write_georeferencing()
-        self._group.attrs.update({"rsinfer": {"source": s.source, "model": s.model, "weights": s.weights,
-                                              "complete": False,
-                                              "chunk_rows": s.chunk, "completed_rows": []}})
+        self._group.attrs.update(
+            {
+                "rsinfer": {
+                    "source": s.source,
+                    "model": s.model,
+                    "weights": s.weights,
+                    "complete": False,
+                    "chunk_rows": s.chunk,
+                    "completed_rows": [],
+                }
+            }
+        )
 
     def _open_existing(self) -> None:
         import zarr
@@ -417,8 +460,12 @@ class ZarrWriter(LabelWriter):
             attrs.update({"crs_wkt": s.crs.to_wkt(), "spatial_ref": s.crs.to_wkt()})
         ref.attrs.update(attrs)
         if t.b == 0 and t.d == 0:  # north-up: 1-D pixel-centre coordinates describe the grid
-            x = g.create_array("x", shape=(s.width,), chunks=(min(s.width, 65536),), dtype="float64", dimension_names=("x",))
-            y = g.create_array("y", shape=(s.height,), chunks=(min(s.height, 65536),), dtype="float64", dimension_names=("y",))
+            x = g.create_array(
+                "x", shape=(s.width,), chunks=(min(s.width, 65536),), dtype="float64", dimension_names=("x",)
+            )
+            y = g.create_array(
+                "y", shape=(s.height,), chunks=(min(s.height, 65536),), dtype="float64", dimension_names=("y",)
+            )
             x[:] = t.c + t.a * (np.arange(s.width) + 0.5)
             y[:] = t.f + t.e * (np.arange(s.height) + 0.5)
             x.attrs.update({"standard_name": "projection_x_coordinate", "axis": "X"})
@@ -457,7 +504,6 @@ class ZarrWriter(LabelWriter):
             zarr.consolidate_metadata(self.partial_paths[0])
 
 
-
 def open_writer(spec: OutputSpec, mode: WriteMode = "new") -> LabelWriter:
     """The writer for ``spec``'s format (see :class:`LabelWriter` for the modes)."""
     writer_class: type[LabelWriter] = {"GTiff": GeoTiffWriter, "zarr": ZarrWriter}[spec.format]
@@ -470,7 +516,9 @@ def _check_room_for_overviews(paths: list[str]) -> None:
     need = sum(os.path.getsize(p) for p in paths if os.path.exists(p)) // 3 + 16 * 2**20
     free = shutil.disk_usage(Path(paths[0]).parent).free
     if free < need:
-        raise OSError(28, f"No space left on device for overviews ({free / 2**20:.0f} MiB free, need {need / 2**20:.0f})")
+        raise OSError(
+            28, f"No space left on device for overviews ({free / 2**20:.0f} MiB free, need {need / 2**20:.0f})"
+        )
 
 
 def assemble_geotiff(store: OutputSpec, spec: OutputSpec) -> list[str]:

@@ -21,6 +21,7 @@ Modules, from the bottom up:
 - :mod:`.render`: which plans meet a window, and the order the layers are painted in.
 - :mod:`.scene`: the GeoTIFF profile and the streamed, atomic writing of both files.
 """
+
 from __future__ import annotations
 
 from .scene import scene_profile, write_synthetic_scene

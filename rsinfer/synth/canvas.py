@@ -5,6 +5,7 @@ Textures and noise are integer hashes of the global pixel indices, never a seque
 generator, and per-pixel arithmetic is elementwise IEEE (+ - * /, floor) on coordinates
 computed from global indices, so no value depends on where a window boundary fell.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ class Canvas:
         values, gy0, gx0 = self._lattice(size, salt, 0)
         big = np.repeat(np.repeat(values, size, axis=0), size, axis=1)
         oy, ox = self.row0 - gy0 * size, self.col0 - gx0 * size
-        return big[oy:oy + self.h, ox:ox + self.w] * np.float32(2.0) - np.float32(1.0)
+        return big[oy : oy + self.h, ox : ox + self.w] * np.float32(2.0) - np.float32(1.0)
 
     def _value_noise(self, scale: int, salt: int) -> np.ndarray:
         """Smooth noise in [0.8, 1.2]: the hashed lattice every `scale` px, bilinearly blended."""
@@ -137,5 +138,3 @@ class Canvas:
                 np.clip(value, 0, 255, out=value)
                 band[...] = value
         return self.rgb, self.label
-
-

@@ -4,6 +4,7 @@ car park, waste ground), drawn from the cell's stream, and the objects that kind
 Every function takes the cell's `rect` (x0, x1, y0, y1 between the street centre lines) and
 `inner` (the same, inset from the kerbs), and draws from `r` in a fixed order.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,9 @@ def _split(span: tuple[float, float], n: int, r: Stream) -> list[tuple[float, fl
     return list(pairwise(edges))
 
 
-def _plain(rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0),
-           patches=(), buildings=(), trees=(), cars=()) -> Cell:
+def _plain(
+    rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0), patches=(), buildings=(), trees=(), cars=()
+) -> Cell:
     """A cell plan from lists of its objects."""
     return Cell(rect, ground, style, color, rows, tuple(patches), tuple(buildings), tuple(trees), tuple(cars))
 
@@ -55,8 +57,9 @@ def _plain(rect, ground: int, style: str, color: Color, rows=(1.0, 0.0, 1.0),
 def _urban_cell(r: Stream, rect, inner) -> Cell:
     """Houses on lots, with yards, driveways, garden trees and the odd clutter."""
     x0, x1, y0, y1 = inner
-    ground, style, palette = ((LOW_VEG, "lawn", (LAWN,)), (IMPERVIOUS, "paved", (PAVING,)),
-                              (CLUTTER, "soil", SOILS))[choose(r, 3, (0.84, 0.12, 0.04))]
+    ground, style, palette = ((LOW_VEG, "lawn", (LAWN,)), (IMPERVIOUS, "paved", (PAVING,)), (CLUTTER, "soil", SOILS))[
+        choose(r, 3, (0.84, 0.12, 0.04))
+    ]
     color = pick(r, palette, jitter=0.1)
     nx = 1 + int(x1 - x0 > 28) + int(x1 - x0 > 58 and r.random() < 0.5)
     ny = 1 + int(y1 - y0 > 28) + int(y1 - y0 > 58 and r.random() < 0.5)
@@ -81,8 +84,10 @@ def _industrial_cell(r: Stream, rect, inner) -> Cell:
     """One or two large flat-roofed halls on a paved yard with cars and containers."""
     x0, x1, y0, y1 = inner
     n = 1 + int(r.random() < 0.4)
-    buildings = [make_building(r, (x0 + 2, x1 - 2, ly[0] + 1, ly[1] - 1), fill=(0.6, 0.9), big=True)
-                 for ly in _split((y0, y1), n, r)]
+    buildings = [
+        make_building(r, (x0 + 2, x1 - 2, ly[0] + 1, ly[1] - 1), fill=(0.6, 0.9), big=True)
+        for ly in _split((y0, y1), n, r)
+    ]
     patches = [clutter_patch(r, inner) for _ in range(r.integers(0, 3))]
     cars = []
     for _ in range(r.integers(2, 8)):
@@ -90,8 +95,9 @@ def _industrial_cell(r: Stream, rect, inner) -> Cell:
         if not any(near_box(b, cx, cy, 2.5) for bl in buildings for b in bl.boxes):
             cars.append(make_car(r, cx, cy, math.pi / 2 * r.integers(0, 4)))
     trees = place_trees(r, inner, int(r.integers(0, 3)), avoid=tuple(buildings))
-    return _plain(rect, IMPERVIOUS, "paved", pick(r, (PAVING,)),
-                  patches=patches, buildings=buildings, trees=trees, cars=cars)
+    return _plain(
+        rect, IMPERVIOUS, "paved", pick(r, (PAVING,)), patches=patches, buildings=buildings, trees=trees, cars=cars
+    )
 
 
 def _park_cell(r: Stream, rect, inner) -> Cell:

@@ -8,6 +8,7 @@ avenue trees), are drawn from a :class:`Stream` seeded with ``[seed, salt, axis,
 a cell's plan from ``[seed, salt, i, j]``, depending on nothing but the street lines around
 it. So any part of the city can be built on its own, in any order.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,9 +95,15 @@ class City:
         r = Stream(self.seed, SALT_SEGMENT, axis, k, m)
         line, a, b = self.line(axis, k), self.line(1 - axis, m), self.line(1 - axis, m + 1)
         seg = Segment(
-            present=r.random() < 0.75, vertical=axis == 0, centre=line.pos, width=line.width, walk=line.walk,
-            lo=a.pos - a.width / 2, hi=b.pos + b.width / 2,
-            open_lo=a.pos + a.width / 2, open_hi=b.pos - b.width / 2,
+            present=r.random() < 0.75,
+            vertical=axis == 0,
+            centre=line.pos,
+            width=line.width,
+            walk=line.walk,
+            lo=a.pos - a.width / 2,
+            hi=b.pos + b.width / 2,
+            open_lo=a.pos + a.width / 2,
+            open_hi=b.pos - b.width / 2,
         )
         if not seg.present:
             return seg

@@ -3,6 +3,7 @@
 Coordinates are world metres from the scene's upper-left corner, x right (east), y down
 (south). Objects are frozen: a plan, once drawn, is shared by every window that meets it.
 """
+
 from __future__ import annotations
 
 import math
@@ -189,8 +190,12 @@ def make_building(r: Stream, lot: tuple[float, float, float, float], fill=(0.5, 
             if fu < hu - 1 and fv < hv - 1:
                 du, dv = r.uniform(-(hu - fu - 0.8), hu - fu - 0.8), r.uniform(-(hv - fv - 0.8), hv - fv - 0.8)
                 fb = boxes[0]
-                fixtures.append((Box(cx + du * fb.c - dv * fb.s, cy + du * fb.s + dv * fb.c, fu, fv, fb.c, fb.s),
-                                 pick(r, FLAT_ROOFS, jitter=0.25)))
+                fixtures.append(
+                    (
+                        Box(cx + du * fb.c - dv * fb.s, cy + du * fb.s + dv * fb.c, fu, fv, fb.c, fb.s),
+                        pick(r, FLAT_ROOFS, jitter=0.25),
+                    )
+                )
         details = tuple(fixtures)
     height = r.uniform(10.0, 18.0) if big else r.uniform(5.0, 14.0)
     return Building(tuple(boxes), color, gable, height, details)
@@ -237,4 +242,3 @@ def extent_box(x0: float, x1: float, y0: float, y1: float) -> Box:
 
 def paving(r: Stream, box: Box) -> Patch:
     return Patch(box, IMPERVIOUS, "paved", pick(r, (PAVING,)))
-

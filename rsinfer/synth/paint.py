@@ -5,6 +5,7 @@ Painters only write the pixels an object covers; the order in which they run (wh
 ends on top) is :func:`rsinfer.synth.render.render_window`'s. Shade arithmetic is float32
 and elementwise on global coordinates, so a pixel comes out the same in every window.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,16 @@ from .objects import Building, Car, Cell, Patch, Segment, Tree, segment_rect
 from .palette import ASPHALT, BUILDING, CAR, GLASS, IMPERVIOUS, MARKING, SIDEWALK, TREE
 
 __all__ = [
-    "cast_building_shadow", "cast_tree_shadow", "paint_asphalt", "paint_building", "paint_car", "paint_ground",
-    "paint_marking", "paint_patch", "paint_sidewalk", "paint_tree",
+    "cast_building_shadow",
+    "cast_tree_shadow",
+    "paint_asphalt",
+    "paint_building",
+    "paint_car",
+    "paint_ground",
+    "paint_marking",
+    "paint_patch",
+    "paint_sidewalk",
+    "paint_tree",
 ]
 
 
@@ -85,8 +94,9 @@ def paint_asphalt(cv: Canvas, seg: Segment) -> None:
     # Wheel tracks: slightly darker bands at a quarter of each lane from its edges.
     lane = np.abs(across) / np.float32(max(half, 1.0))
     tracks = np.abs(lane - np.float32(0.5)) < np.float32(0.12)
-    shade = (np.float32(0.88) + np.float32(0.14) * cv.mottle[ys, xs] + np.float32(0.04) * cv.grain[ys, xs]) \
-        * (np.float32(1.0) - np.float32(0.07) * tracks)
+    shade = (np.float32(0.88) + np.float32(0.14) * cv.mottle[ys, xs] + np.float32(0.04) * cv.grain[ys, xs]) * (
+        np.float32(1.0) - np.float32(0.07) * tracks
+    )
     cv.fill(sl, None, IMPERVIOUS, ASPHALT, shade)
 
 
@@ -152,8 +162,9 @@ def cast_building_shadow(cv: Canvas, city: City, bld: Building) -> None:
     for box in bld.boxes:
         ou, ov = ox * box.c + oy * box.s, oy * box.c - ox * box.s
         ex, ey = box.reach()
-        sl = cv.span(box.cx - ex + min(ox, 0), box.cx + ex + max(ox, 0),
-                     box.cy - ey + min(oy, 0), box.cy + ey + max(oy, 0))
+        sl = cv.span(
+            box.cx - ex + min(ox, 0), box.cx + ex + max(ox, 0), box.cy - ey + min(oy, 0), box.cy + ey + max(oy, 0)
+        )
         if sl is None:
             continue
         dx = cv.x[:, sl[1]] - np.float32(box.cx)

@@ -1,4 +1,5 @@
 """What the scene's things are and look like: ISPRS class ids and the colours they are painted in."""
+
 from __future__ import annotations
 
 from rsinfer.models.config import ISPRS_CLASSES
@@ -25,8 +26,14 @@ ROOF_WEIGHTS = (0.35, 0.15, 0.2, 0.2, 0.1)
 FLAT_ROOFS = ((184.0, 182.0, 176.0), (120.0, 122.0, 126.0), (160.0, 156.0, 148.0))
 TREES = ((46.0, 82.0, 38.0), (56.0, 92.0, 42.0), (36.0, 64.0, 36.0), (74.0, 96.0, 42.0))
 CARS = (
-    (226.0, 226.0, 224.0), (30.0, 30.0, 34.0), (170.0, 172.0, 178.0), (104.0, 108.0, 112.0),
-    (170.0, 32.0, 30.0), (36.0, 62.0, 140.0), (26.0, 40.0, 80.0), (200.0, 180.0, 40.0),
+    (226.0, 226.0, 224.0),
+    (30.0, 30.0, 34.0),
+    (170.0, 172.0, 178.0),
+    (104.0, 108.0, 112.0),
+    (170.0, 32.0, 30.0),
+    (36.0, 62.0, 140.0),
+    (26.0, 40.0, 80.0),
+    (200.0, 180.0, 40.0),
 )
 CAR_WEIGHTS = (0.22, 0.18, 0.2, 0.14, 0.08, 0.09, 0.06, 0.03)
 GLASS = (40.0, 46.0, 56.0)
@@ -42,4 +49,3 @@ def pick(r: Stream, colors: tuple[Color, ...], weights=None, jitter: float = 0.0
     k = 1.0 + jitter * (2 * k - 1)
     red, green, blue = (min(255.0, c * k * (1.0 + 0.03 * (2 * t - 1))) for c, t in zip(base, tint, strict=True))
     return red, green, blue
-

@@ -4,6 +4,7 @@ Two kinds, both fixed by their keys alone, never by what was drawn before: a :cl
 of scalar draws for an object's plan (seeded by ``[seed, salt, indices]``), and
 :func:`hash2`, a uint32 per global pixel for textures and noise.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -13,8 +14,18 @@ from itertools import accumulate
 import numpy as np
 
 __all__ = [
-    "SALT_CELL", "SALT_GRAIN", "SALT_LINE", "SALT_MOTTLE", "SALT_NOISE", "SALT_SEGMENT", "SALT_SUN",
-    "Stream", "choose", "hash2", "salt_for", "sign",
+    "SALT_CELL",
+    "SALT_GRAIN",
+    "SALT_LINE",
+    "SALT_MOTTLE",
+    "SALT_NOISE",
+    "SALT_SEGMENT",
+    "SALT_SUN",
+    "Stream",
+    "choose",
+    "hash2",
+    "salt_for",
+    "sign",
 ]
 
 # Salts keep the hash streams of different kinds of object apart.

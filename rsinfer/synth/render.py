@@ -6,6 +6,7 @@ markings, cars, building shadows, roofs, tree shadows, crowns. Later layers over
 earlier ones in the label too; shadows only darken the colour. Within a layer the order is
 fixed by the indices, so overlaps resolve the same way in every window.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,10 +45,14 @@ def render_window(city: City, row0: int, col0: int, h: int, w: int) -> tuple[np.
 
     cells = [city.cell(i, j) for i in range(i0, i1) for j in range(j0, j1)]
     cells = [c for c in cells if meets(c.rect, MARGIN)]
-    segments = [s for s in (
-        [city.segment(0, j, i) for j in range(j0, j1 + 1) for i in range(i0, i1)]
-        + [city.segment(1, i, j) for i in range(i0, i1 + 1) for j in range(j0, j1)]
-    ) if s.present and meets(segment_rect(s, s.width / 2, s.lo, s.hi), MARGIN)]
+    segments = [
+        s
+        for s in (
+            [city.segment(0, j, i) for j in range(j0, j1 + 1) for i in range(i0, i1)]
+            + [city.segment(1, i, j) for i in range(i0, i1 + 1) for j in range(j0, j1)]
+        )
+        if s.present and meets(segment_rect(s, s.width / 2, s.lo, s.hi), MARGIN)
+    ]
 
     for cell in cells:
         paint_ground(cv, cell)

@@ -5,6 +5,7 @@ Every pixel is a pure function of (seed, pixel_size, row, column), so the files 
 identical whatever the block size. The writer holds one window (a tile, or a few tiles
 side by side when tiles are small) plus the plans of a few rows of cells.
 """
+
 from __future__ import annotations
 
 import os
@@ -112,9 +113,11 @@ def write_synthetic_scene(
     # do not multiply the per-window overhead, and never more than that, so memory stays flat.
     step = block * max(1, _WINDOW_PX // block)
     with atomic_outputs([image_path, label_path], overwrite=True, check=False) as (tmp_image, tmp_label):
-        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB), \
-                rasterio.open(tmp_image, "w", **image_profile) as img, \
-                rasterio.open(tmp_label, "w", **base) as lab:
+        with (
+            rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB),
+            rasterio.open(tmp_image, "w", **image_profile) as img,
+            rasterio.open(tmp_label, "w", **base) as lab,
+        ):
             img.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
             img.descriptions = ("red", "green", "blue")
             # Every pixel is a class, so the label raster has no nodata; the table's transparent

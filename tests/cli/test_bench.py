@@ -1,4 +1,5 @@
 """rsinfer bench memory / speed on CPU with small sizes."""
+
 import csv
 import json
 
@@ -10,9 +11,31 @@ from rsinfer.cli.main import main
 def test_bench_memory_rows_parse_and_global_needs_more_than_patches(runner, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "m"
-    res = runner.invoke(main, ["bench", "memory", "--models", "simple-fcn", "--size", "768", "--patch", "128",
-                               "--overlap", "16", "--device", "cpu", "--json", f"{out}.json", "--csv", f"{out}.csv",
-                               "--markdown", f"{out}.md", "--png", f"{out}.png"])
+    res = runner.invoke(
+        main,
+        [
+            "bench",
+            "memory",
+            "--models",
+            "simple-fcn",
+            "--size",
+            "768",
+            "--patch",
+            "128",
+            "--overlap",
+            "16",
+            "--device",
+            "cpu",
+            "--json",
+            f"{out}.json",
+            "--csv",
+            f"{out}.csv",
+            "--markdown",
+            f"{out}.md",
+            "--png",
+            f"{out}.png",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "m.json").read_text())
     (row,) = data["rows"]
@@ -28,8 +51,10 @@ def test_bench_memory_rows_parse_and_global_needs_more_than_patches(runner, tmp_
 def test_bench_memory_puts_the_papers_figures_beside_ours():
     from rsinfer.benchmark.report import memory_table
 
-    rows = [dict(model="pspnet", setting=s, peak_rss_mb=100.0 + i, idle_rss_mb=50.0, seconds=1.0, device="cpu")
-            for i, s in enumerate(("patch", "global"))]
+    rows = [
+        dict(model="pspnet", setting=s, peak_rss_mb=100.0 + i, idle_rss_mb=50.0, seconds=1.0, device="cpu")
+        for i, s in enumerate(("patch", "global"))
+    ]
     (line,) = memory_table(rows)
     assert line["patch_mb"] == 100.0 and line["global_mb"] == 101.0
     assert line["paper_patch_mb"] == 1513 and line["paper_global_mb"] == 6289
@@ -37,9 +62,31 @@ def test_bench_memory_puts_the_papers_figures_beside_ours():
 
 def test_bench_speed_torch_and_onnx(runner, tmp_path):
     pytest.importorskip("onnxruntime")
-    res = runner.invoke(main, ["bench", "speed", "--models", "simple-fcn", "--sizes", "64", "--backends",
-                               "torch,onnx", "--precisions", "fp32,bf16", "--batches", "1,2", "--runs", "3",
-                               "--warmup", "1", "--device", "cpu", "--json", str(tmp_path / "s.json")])
+    res = runner.invoke(
+        main,
+        [
+            "bench",
+            "speed",
+            "--models",
+            "simple-fcn",
+            "--sizes",
+            "64",
+            "--backends",
+            "torch,onnx",
+            "--precisions",
+            "fp32,bf16",
+            "--batches",
+            "1,2",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
     # (torch fp32, torch bf16, onnx fp32) x 2 batch sizes
@@ -50,8 +97,24 @@ def test_bench_speed_torch_and_onnx(runner, tmp_path):
 def test_bench_speed_puts_the_papers_rows_beside_ours():
     from rsinfer.benchmark.report import speed_table
 
-    rows = speed_table([dict(model="ammunet", size=512, backend="torch", precision="fp32", batch=1, params_m=30.4,
-                             gflops=108.6, p50_ms=10.0, p95_ms=12.0, fps=100.0, mpx_per_s=26.2, device="cuda")])
+    rows = speed_table(
+        [
+            dict(
+                model="ammunet",
+                size=512,
+                backend="torch",
+                precision="fp32",
+                batch=1,
+                params_m=30.4,
+                gflops=108.6,
+                p50_ms=10.0,
+                p95_ms=12.0,
+                fps=100.0,
+                mpx_per_s=26.2,
+                device="cuda",
+            )
+        ]
+    )
     paper = [r for r in rows if "paper" in r["model"]]
     assert len(rows) == 2 and paper[0]["fps"] == 64.10 and paper[0]["params_m"] == 32.35
 

@@ -1,4 +1,5 @@
 """``rsinfer eval``: the command line (one-line errors, warnings, the JSON report)."""
+
 import json
 import os
 
@@ -39,14 +40,17 @@ def test_size_mismatch_is_one_line_naming_both_files(runner, make_raster):
     assert "a.tif is 80x64 px" in line and "b.tif is 64x64 px" in line
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["missing.tif", "b.tif"], "missing.tif: no such file"),
-    (["a.tif", "utm33.tif"], "different CRS (EPSG:32632 vs EPSG:32633)"),
-    (["a.tif", "rgb.tif"], "rgb.tif: the raster has 3 bands"),
-    (["a.tif", "float.tif"], "float.tif: data type float32"),
-    (["a.tif", "empty.tif"], "no pixel is valid in both"),
-    (["a.tif", "nolabels.zarr"], "nolabels.zarr: the zarr group has no `labels` array"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["missing.tif", "b.tif"], "missing.tif: no such file"),
+        (["a.tif", "utm33.tif"], "different CRS (EPSG:32632 vs EPSG:32633)"),
+        (["a.tif", "rgb.tif"], "rgb.tif: the raster has 3 bands"),
+        (["a.tif", "float.tif"], "float.tif: data type float32"),
+        (["a.tif", "empty.tif"], "no pixel is valid in both"),
+        (["a.tif", "nolabels.zarr"], "nolabels.zarr: the zarr group has no `labels` array"),
+    ],
+)
 def test_bad_inputs_are_one_line_with_exit_1(runner, make_raster, tmp_path, args, needle):
     import zarr
 

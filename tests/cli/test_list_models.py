@@ -1,4 +1,5 @@
 """rsinfer models: every registered model, as a table or JSON."""
+
 import json
 
 from rsinfer.cli.main import main

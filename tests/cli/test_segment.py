@@ -1,8 +1,7 @@
 """rsinfer segment through click's CliRunner: outputs, summary, errors, overwrite policy."""
-import json
+
 import os
 
-import numpy as np
 import rasterio
 
 from rsinfer.cli.main import main
@@ -11,8 +10,24 @@ from rsinfer.cli.main import main
 def test_segment_writes_geotiff_and_reports_a_summary(random_image, runner, make_raster, tmp_path):
     src = make_raster(random_image(300, 400))
     out = tmp_path / "labels.tif"
-    res = runner.invoke(main, ["segment", str(src), "-o", str(out), "--device", "cpu", "--tile", "128", "--overlap", "32",
-                               "--blend", "linear", "--probs"])
+    res = runner.invoke(
+        main,
+        [
+            "segment",
+            str(src),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--tile",
+            "128",
+            "--overlap",
+            "32",
+            "--blend",
+            "linear",
+            "--probs",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "Mpx/s" in res.output and "peak RSS" in res.output
     with rasterio.open(out) as ds:
@@ -32,9 +47,23 @@ def test_bad_input_is_one_line_with_nonzero_exit(runner, tmp_path, real_data):
         (["segment", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "o.tif")], "missing.tif: no such file"),
         (["segment", str(real_data / "corrupt.tif"), "-o", str(tmp_path / "o.tif")], "corrupt.tif: cannot read"),
         (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--bands", "1,2"], "takes 3"),
-        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--model", "nope"], "unknown model"),
-        (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--tile", "64", "--overlap", "64"],
-         "overlap 64"),
+        (
+            ["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.tif"), "--model", "nope"],
+            "unknown model",
+        ),
+        (
+            [
+                "segment",
+                str(real_data / "RGB.byte.tif"),
+                "-o",
+                str(tmp_path / "o.tif"),
+                "--tile",
+                "64",
+                "--overlap",
+                "64",
+            ],
+            "overlap 64",
+        ),
         (["segment", str(real_data / "RGB.byte.tif"), "-o", str(tmp_path / "o.png")], "unknown output format"),
     ]
     for args, needle in cases:

@@ -1,4 +1,5 @@
 """``rsinfer.evaluation.metrics``: ISPRS metrics of a confusion matrix, the result and its JSON report."""
+
 import json
 import math
 import os
@@ -12,10 +13,14 @@ from rsinfer.evaluation import EvalResult, confusion_metrics, write_json
 
 
 def test_confusion_metrics_match_a_hand_computed_matrix():
-    cm = np.array([[50, 2, 3, 0],
-                   [5, 30, 0, 0],
-                   [0, 0, 0, 0],   # class 2: never true, predicted 3 times -> IoU 0, counts in the means
-                   [0, 0, 0, 0]])  # class 3: absent from truth and prediction -> NaN, left out
+    cm = np.array(
+        [
+            [50, 2, 3, 0],
+            [5, 30, 0, 0],
+            [0, 0, 0, 0],  # class 2: never true, predicted 3 times -> IoU 0, counts in the means
+            [0, 0, 0, 0],
+        ]
+    )  # class 3: absent from truth and prediction -> NaN, left out
     m = confusion_metrics(cm)
     # class 0: TP 50, FP 5, FN 5; class 1: TP 30, FP 2, FN 5
     iou = [Fraction(50, 60), Fraction(30, 37), Fraction(0)]
@@ -40,9 +45,21 @@ def test_confusion_metrics_match_a_hand_computed_matrix():
 def result():
     cm = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]], dtype=np.int64)
     m = confusion_metrics(cm)
-    return EvalResult(pred="p.tif", labels="t.tif", confusion_matrix=cm, class_names=("a", "b", "c"), ignore=(),
-                      iou=m["iou"], f1=m["f1"], miou=m["miou"], oa=m["oa"], mean_f1=m["mean_f1"],
-                      pixels=m["pixels"], support=m["support"], predicted=m["predicted"])
+    return EvalResult(
+        pred="p.tif",
+        labels="t.tif",
+        confusion_matrix=cm,
+        class_names=("a", "b", "c"),
+        ignore=(),
+        iou=m["iou"],
+        f1=m["f1"],
+        miou=m["miou"],
+        oa=m["oa"],
+        mean_f1=m["mean_f1"],
+        pixels=m["pixels"],
+        support=m["support"],
+        predicted=m["predicted"],
+    )
 
 
 def test_json_report_has_one_line_per_matrix_row_and_null_for_undefined_scores(result):

@@ -1,4 +1,5 @@
 """``rsinfer.evaluation.streaming``: the confusion matrix of two label maps, streamed window by window."""
+
 import json
 import math
 from pathlib import Path
@@ -77,20 +78,16 @@ def test_streaming_equals_whole_array_and_never_reads_the_whole_raster(pair, rea
 
 
 def test_nodata_of_either_raster_is_excluded(make_raster):
-    truth = np.array([[0, 1, 1, 2],
-                      [1, 1, 2, 2],
-                      [0, 0, 2, 2],
-                      [1, 2, 2, 0]], dtype=np.uint8)  # the file declares nodata 0
-    pred = np.array([[1, 1, 255, 2],
-                     [1, 2, 2, 2],
-                     [2, 0, 2, 1],
-                     [255, 2, 2, 1]], dtype=np.uint8)  # no nodata declared: 255
+    truth = np.array(
+        [[0, 1, 1, 2], [1, 1, 2, 2], [0, 0, 2, 2], [1, 2, 2, 0]], dtype=np.uint8
+    )  # the file declares nodata 0
+    pred = np.array(
+        [[1, 1, 255, 2], [1, 2, 2, 2], [2, 0, 2, 1], [255, 2, 2, 1]], dtype=np.uint8
+    )  # no nodata declared: 255
     t = make_raster(truth, name="t.tif", nodata=0, tiled=False)
     p = make_raster(pred, name="p.tif", tiled=False)
     res = evaluate_rasters(p, t)
-    np.testing.assert_array_equal(res.confusion_matrix, [[0, 0, 0],
-                                                         [0, 2, 1],
-                                                         [0, 1, 6]])
+    np.testing.assert_array_equal(res.confusion_matrix, [[0, 0, 0], [0, 2, 1], [0, 1, 6]])
     assert res.pixels == 10 and res.oa == pytest.approx(0.8)
     assert math.isnan(res.iou[0])  # class 0 only ever appears as nodata
     assert res.miou == pytest.approx((2 / 4 + 6 / 8) / 2)
@@ -129,8 +126,11 @@ def test_wider_integer_types_give_the_same_result(pair, make_raster):
     with pytest.raises(InputError, match=r"negative\.tif: negative class id -3 in rows 0-512"):
         evaluate_rasters(p, bad)
     with pytest.raises(InputError, match=r"pred\.tif: class id 5 .* 3 classes"):  # fast path, PRED out of range
-        evaluate_rasters(p, make_raster(np.where(truth == 255, 255, np.minimum(truth, 2)).astype(np.uint8),
-                                        name="t3.tif", nodata=255), num_classes=3)
+        evaluate_rasters(
+            p,
+            make_raster(np.where(truth == 255, 255, np.minimum(truth, 2)).astype(np.uint8), name="t3.tif", nodata=255),
+            num_classes=3,
+        )
 
 
 # -- zarr and rsinfer's own outputs -----------------------------------------------------------
@@ -150,8 +150,16 @@ def test_zarr_inputs_stream_by_chunks_and_match_geotiff(tmp_path, make_raster, m
     transform = from_origin(500000.0, 5400000.0, 0.2, 0.2)
 
     # PRED: a zarr group written by rsinfer's writer (class names, CRS, transform in attributes)
-    spec = OutputSpec(path=str(tmp_path / "pred.zarr"), width=w, height=h, crs=rasterio.crs.CRS.from_epsg(32632),
-                      transform=transform, class_names=CLASSES, class_colors=COLORS, chunk=256)
+    spec = OutputSpec(
+        path=str(tmp_path / "pred.zarr"),
+        width=w,
+        height=h,
+        crs=rasterio.crs.CRS.from_epsg(32632),
+        transform=transform,
+        class_names=CLASSES,
+        class_colors=COLORS,
+        chunk=256,
+    )
     with open_writer(spec) as writer:
         writer.write(FinishedRows(Span(0, h), pred, None))
         writer.commit()

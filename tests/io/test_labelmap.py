@@ -1,4 +1,5 @@
 """``rsinfer.io.labelmap`` readers: a label map as a GeoTIFF or a zarr group, read by windows."""
+
 import json
 
 import numpy as np

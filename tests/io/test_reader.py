@@ -17,8 +17,9 @@ def test_tiles_come_in_grid_order_with_their_pixels(make_raster, random_image):
     got = list(TileReader(info, workers=3).iter_tiles(grid))
     assert [td.tile.index for td in got] == list(range(len(grid)))
     for td in got:
-        np.testing.assert_array_equal(td.data, image[:, td.tile.rows.start:td.tile.rows.stop,
-                                                     td.tile.cols.start:td.tile.cols.stop])
+        np.testing.assert_array_equal(
+            td.data, image[:, td.tile.rows.start : td.tile.rows.stop, td.tile.cols.start : td.tile.cols.stop]
+        )
 
 
 def test_side_reads_run_on_the_reader_threads_under_the_callers_gdal_env(make_raster, random_image):

@@ -1,13 +1,12 @@
 """Input inspection: band choice, value scale, masks, warnings and one-line errors."""
+
 import numpy as np
 import pytest
-from rasterio.enums import ColorInterp
 
 from rsinfer.errors import InputError
 from rsinfer.io.reader import TileReader
 from rsinfer.io.source import InputWarning, default_value_scale, inspect_raster
 from rsinfer.tiling import TileGrid
-
 
 RGB = ("red", "green", "blue")
 
@@ -75,19 +74,21 @@ def test_reader_yields_tiles_in_order_with_data_mask_and_skips_empty(random_imag
         if t.cols.stop <= 200:
             assert td.empty
         else:
-            np.testing.assert_array_equal(td.data, data[:, t.rows.start:t.rows.stop, t.cols.start:t.cols.stop])
+            np.testing.assert_array_equal(td.data, data[:, t.rows.start : t.rows.stop, t.cols.start : t.cols.stop])
             assert (td.valid == (td.data != 0).any(0)).all()
 
 
 def test_float_input_segments_with_its_own_scale(random_image, make_raster, tmp_path):
     from rsinfer.pipeline import SegmentOptions, run_segment
 
-    data = (random_image(120, 90).astype("float32") / 255.0)
+    data = random_image(120, 90).astype("float32") / 255.0
     path = make_raster(data, nodata=-1.0)
     info = inspect_raster(path, RGB, input_range=255.0)
     assert info.value_scale == 1.0
     # 0-1 floats: the user tells rsinfer how to reach the model's 0-255 range
-    report = run_segment(SegmentOptions(input=str(path), output=str(tmp_path / "o.tif"), device="cpu", value_scale=255.0))
+    report = run_segment(
+        SegmentOptions(input=str(path), output=str(tmp_path / "o.tif"), device="cpu", value_scale=255.0)
+    )
     assert report.tiles_predicted == report.tiles == 1
 
 

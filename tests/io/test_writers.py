@@ -1,4 +1,5 @@
 """The label map files: what GDAL, QGIS and xarray rely on."""
+
 import json
 import os
 
@@ -9,9 +10,9 @@ from rasterio.enums import Compression, Resampling
 from rasterio.transform import Affine
 
 from rsinfer.errors import RsinferError
+from rsinfer.io.labelmap import FinishedRows
 from rsinfer.io.writers import OutputSpec, open_writer, probs_path
 from rsinfer.models.config import ISPRS_CLASSES, ISPRS_COLORS
-from rsinfer.io.labelmap import FinishedRows
 from rsinfer.tiling import Span
 
 CRS = rasterio.crs.CRS.from_epsg(32632)
@@ -19,8 +20,16 @@ TRANSFORM = Affine(0.2, 0.0, 500000.0, 0.0, -0.2, 5400000.0)
 
 
 def spec(path, width=1300, height=1100, **kw):
-    base = dict(path=str(path), width=width, height=height, crs=CRS, transform=TRANSFORM,
-                class_names=ISPRS_CLASSES, class_colors=ISPRS_COLORS, chunk=256)
+    base = dict(
+        path=str(path),
+        width=width,
+        height=height,
+        crs=CRS,
+        transform=TRANSFORM,
+        class_names=ISPRS_CLASSES,
+        class_colors=ISPRS_COLORS,
+        chunk=256,
+    )
     base.update(kw)
     return OutputSpec(**base)
 
@@ -30,8 +39,10 @@ def label_rows(height, width, strip=300, probs=False, seed=0):
     full = rng.integers(0, 6, size=(height, width)).astype(np.uint8)
     full[:50, :50] = 255
     p = rng.integers(0, 256, size=(6, height, width)).astype(np.uint8) if probs else None
-    rows = [FinishedRows(Span(y, min(height, y + strip)), full[y:y + strip], None if p is None else p[:, y:y + strip])
-            for y in range(0, height, strip)]
+    rows = [
+        FinishedRows(Span(y, min(height, y + strip)), full[y : y + strip], None if p is None else p[:, y : y + strip])
+        for y in range(0, height, strip)
+    ]
     return full, p, rows
 
 

@@ -7,6 +7,7 @@ same counter used the same way: ``FlopCounterMode``, 2 FLOPs per multiply-add, o
 tensors. Each figure is compared to the precision it is quoted with, and :func:`pin` also
 checks that the text still quotes it, so the text and this file cannot drift apart.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,6 +36,7 @@ META = torch.device("meta")
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 @functools.cache
 def text(name: str) -> str:
     """docs/models/NAME.md (if any) and the docstring of models/NAME.py, whitespace collapsed."""
@@ -54,7 +56,7 @@ def pin(doc: str, value: float, quoted: str) -> None:
         assert value == int(quoted.replace(",", "")), f"{doc}: measured {value:,}, text says {quoted}"
     else:
         decimals = len(quoted.partition(".")[2])
-        assert abs(value - float(quoted)) <= 0.5 * 10 ** -decimals + 1e-9, f"{doc}: measured {value}, text {quoted}"
+        assert abs(value - float(quoted)) <= 0.5 * 10**-decimals + 1e-9, f"{doc}: measured {value}, text {quoted}"
 
 
 def params(module: nn.Module) -> int:
@@ -77,7 +79,7 @@ def counted(fn, *args) -> FlopCounterMode:
 class Measured(NamedTuple):
     cx: complexity.Complexity
     counts: dict[str, dict]  # FlopCounterMode.get_flop_counts(): per module, per op
-    model: nn.Module         # the meta-device model model_complexity built
+    model: nn.Module  # the meta-device model model_complexity built
 
 
 @functools.cache
@@ -94,8 +96,10 @@ def measured(name: str) -> Measured:
         seen["model"] = create_model(*args, **kwargs)
         return seen["model"]
 
-    with mock.patch.object(complexity, "FlopCounterMode", Recording), \
-            mock.patch.object(complexity, "create_model", recording_create_model):
+    with (
+        mock.patch.object(complexity, "FlopCounterMode", Recording),
+        mock.patch.object(complexity, "create_model", recording_create_model),
+    ):
         cx = complexity.model_complexity(name)
     return Measured(cx, seen["counter"].get_flop_counts(), seen["model"])
 
@@ -119,8 +123,13 @@ def sides(feats) -> list[tuple[int, int]]:
 
 # --- LANet ---------------------------------------------------------------------------------------
 
-POTSDAM = dict(in_bands=POTSDAM_BANDS, mean=POTSDAM_MEAN, std=POTSDAM_STD,
-               class_names=("invalid",) + ISPRS_CLASSES, class_colors=((0, 0, 0),) + ISPRS_COLORS)
+POTSDAM = dict(
+    in_bands=POTSDAM_BANDS,
+    mean=POTSDAM_MEAN,
+    std=POTSDAM_STD,
+    class_names=("invalid",) + ISPRS_CLASSES,
+    class_colors=((0, 0, 0),) + ISPRS_COLORS,
+)
 
 
 def test_lanet_registered_config():
@@ -177,6 +186,7 @@ def test_lanet_lite():
 
 # --- AMMUNet -------------------------------------------------------------------------------------
 
+
 def test_ammunet_parameters_against_the_authors_model():
     model = measured("ammunet").model
     pin("ammunet", params(model), "30,430,718")
@@ -187,15 +197,21 @@ def test_ammunet_parameters_against_the_authors_model():
     # The modules the authors' mmseg model stores but never calls (from their code's shapes).
     with META:
         p0 = params(SkipFusion(3, 256)) + 2  # a WF on the RGB input, with its weight pair
-        fr = params(nn.Sequential(
-            nn.Conv2d(256, 256, 3, padding=1, groups=256),                   # pa
-            nn.Conv2d(256, 16, 1), nn.Conv2d(16, 256, 1),                      # ca
-            nn.Conv2d(256, 256, 1, bias=False), nn.BatchNorm2d(256),           # shortcut
-            nn.Conv2d(256, 256, 3, padding=1, groups=256, bias=False), nn.BatchNorm2d(256),
-            nn.Conv2d(256, 256, 1),                                            # proj (separable)
-        ))
-        aux = params(nn.Sequential(nn.Conv2d(1024, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256),
-                                   nn.Conv2d(256, 6, 1)))
+        fr = params(
+            nn.Sequential(
+                nn.Conv2d(256, 256, 3, padding=1, groups=256),  # pa
+                nn.Conv2d(256, 16, 1),
+                nn.Conv2d(16, 256, 1),  # ca
+                nn.Conv2d(256, 256, 1, bias=False),
+                nn.BatchNorm2d(256),  # shortcut
+                nn.Conv2d(256, 256, 3, padding=1, groups=256, bias=False),
+                nn.BatchNorm2d(256),
+                nn.Conv2d(256, 256, 1),  # proj (separable)
+            )
+        )
+        aux = params(
+            nn.Sequential(nn.Conv2d(1024, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.Conv2d(256, 6, 1))
+        )
         head = ConvBNReLU(256, 256, 3)
     pin("ammunet", p0, "1,181,186")
     pin("ammunet", p0 / 1e6, "1.18")
@@ -223,7 +239,7 @@ def test_ammunet_flops():
     ops = by_op(counts)
     pin("ammunet", ops["aten.convolution"] / 2e9, "50.01")
     pin("ammunet", ops["aten.addmm"] / 2e9, "4.23")  # linear layers
-    pin("ammunet", ops["aten.bmm"] / 2e9, "0.08")    # attention matmuls
+    pin("ammunet", ops["aten.bmm"] / 2e9, "0.08")  # attention matmuls
     pin("ammunet", total(counts, "AMMUNet.backbone") / 2e9, "22.61")
     pin("ammunet", total(counts, "AMMUNet.decoder.p1.post_conv") / 2e9, "19.33")
     skips = total(counts, *(f"AMMUNet.decoder.p{i}.pre_conv" for i in (1, 2, 3)))
@@ -349,8 +365,15 @@ def test_hiresnet_widths_and_strides():
 
 def test_hiresnet_heavy_variant_is_ours_not_the_authors():
     """The one call with the authors' funnel width, an HRNet-OCR head and classic SE: 24.3 M."""
-    heavy = meta("hiresnet", funnel_channels=256, coarse_channels=336, ocr_channels=512,
-                 ocr_key_channels=256, head_kernel=3, se_ratio=0.25)
+    heavy = meta(
+        "hiresnet",
+        funnel_channels=256,
+        coarse_channels=336,
+        ocr_channels=512,
+        ocr_key_channels=256,
+        head_kernel=3,
+        se_ratio=0.25,
+    )
     pin("hiresnet", params(heavy), "24,318,722")
     pin("hiresnet", params(heavy) / 1e6, "24.3")
     pin("hiresnet", params(heavy.funnel) / 1e6, "4.07")
@@ -387,15 +410,18 @@ def test_hiresnet_heavy_variant_is_ours_not_the_authors():
 
 # --- GLNet ---------------------------------------------------------------------------------------
 
+
 def footprint_of_side(side: float):
     """``footprint_cells`` for boxes of this side (meta boxes hold no values to read)."""
+
     def cells(boxes, grids):
         return [tuple((max(1, round(side * h)), max(1, round(side * w))) for h, w in grids)] * boxes.shape[0]
+
     return cells
 
 
 def mib(tensors) -> float:
-    return sum(t.numel() * t.element_size() for t in tensors) / 2 ** 20
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
 def test_glnet_parameters():
@@ -462,6 +488,7 @@ def test_glnet_flops_and_context(monkeypatch):
 
 # --- GLCANet -------------------------------------------------------------------------------------
 
+
 def test_glcanet():
     whole, _, model = measured("glcanet")
     pin("glcanet", params(model), "66,008,978")
@@ -527,8 +554,14 @@ def test_baseline_strides_and_widths():
     from rsinfer.models.baselines import dilated_resnet50
 
     prose = text("baselines")
-    for model, stride in (("UNet", 16), ("ICNet", 32), ("PSPNet", 8), ("SegNet", 32), ("DeepLabv3+", 16),
-                          ("FCN-8s", 32)):
+    for model, stride in (
+        ("UNet", 16),
+        ("ICNet", 32),
+        ("PSPNet", 8),
+        ("SegNet", 32),
+        ("DeepLabv3+", 16),
+        ("FCN-8s", 32),
+    ):
         section = prose.split(f"### {model} (")[1].split("###")[0]
         assert f"Total stride {stride}." in section, model
     unet, segnet, fcn = (measured(name).model for name in ("unet", "segnet", "fcn8s"))
@@ -550,6 +583,7 @@ def test_baseline_strides_and_widths():
 
 
 # --- ResNet (models/resnet.py's docstring) -------------------------------------------------------
+
 
 def test_resnet_widths_and_strides():
     with META:

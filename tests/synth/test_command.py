@@ -1,4 +1,5 @@
 """``rsinfer synth``: the command follows the shared output policy."""
+
 from rsinfer.cli.main import main
 
 

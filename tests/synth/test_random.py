@@ -1,4 +1,5 @@
 """rsinfer.synth.random: draws fixed by their keys alone, hashes by the global pixel alone."""
+
 import numpy as np
 
 from rsinfer.synth.random import Stream, choose, hash2, salt_for

@@ -1,4 +1,5 @@
 """rsinfer.synth.render: a window is a pure function of the pixels it covers."""
+
 from itertools import pairwise
 
 import numpy as np

@@ -1,4 +1,5 @@
 """rsinfer.synth.scene: georeferenced, deterministic, block-size independent, streamed in bounded memory."""
+
 import os
 import tracemalloc
 
@@ -45,8 +46,17 @@ def test_files_are_georeferenced_tiled_compressed_rgb_and_labelled(scene_dir):
 
 
 def test_georeferencing_follows_the_arguments(tmp_path):
-    write_synthetic_scene(tmp_path / "g.tif", tmp_path / "g_l.tif", 90, 70, seed=1, pixel_size=0.1,
-                          origin=(400000.0, 5500000.0), epsg=32633, block=32)
+    write_synthetic_scene(
+        tmp_path / "g.tif",
+        tmp_path / "g_l.tif",
+        90,
+        70,
+        seed=1,
+        pixel_size=0.1,
+        origin=(400000.0, 5500000.0),
+        epsg=32633,
+        block=32,
+    )
     with rasterio.open(tmp_path / "g_l.tif") as ds:
         assert ds.crs.to_epsg() == 32633
         assert ds.transform == from_origin(400000.0, 5500000.0, 0.1, 0.1)
@@ -108,8 +118,14 @@ def test_every_class_appears_in_plausible_proportions(tmp_path):
 
 def test_progress_is_reported_after_each_band_of_blocks(tmp_path):
     calls = []
-    write_synthetic_scene(tmp_path / "p.tif", tmp_path / "p_l.tif", W, H, block=256,
-                          progress=lambda done, total: calls.append((done, total)))
+    write_synthetic_scene(
+        tmp_path / "p.tif",
+        tmp_path / "p_l.tif",
+        W,
+        H,
+        block=256,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(256, H), (H, H)]
 
 
