@@ -7,7 +7,8 @@ import pytest
 import rasterio
 
 from rsinfer.errors import ModelError
-from rsinfer.io.writers import GeoTiffWriter, OutputError
+from rsinfer.io.geotiff_writer import GeoTiffWriter
+from rsinfer.io.writers import OutputError
 from rsinfer.partial import store_path
 from rsinfer.pipeline import SegmentOptions, run_segment
 
