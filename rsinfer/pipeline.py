@@ -25,7 +25,16 @@ from .errors import ModelError, RsinferError
 from .io.outputs import OutputLock, check_outputs, refuse_inputs_as_outputs, remove
 from .io.reader import TileData, gdal_cache_mb
 from .io.source import RasterInfo, inspect_raster
-from .io.writers import OutputSpec, assemble_geotiff, create_output, open_writer, output_format, probs_path
+from .io.writers import (
+    OutputError,
+    OutputSpec,
+    assemble_geotiff,
+    create_output,
+    open_writer,
+    output_errors_named,
+    output_format,
+    probs_path,
+)
 from .job import JobStats, ProgressFn, SegmentJob, run_job
 from .loading import MODES, LoadedModel, load_model
 from .memory import peak_rss_mb
@@ -173,7 +182,13 @@ def run_segment(
     cache_mb = gdal_cache_mb(info, grid.tile_shape[0], config.num_classes if opts.probs else 0)
     with OutputLock(opts.output), rasterio.Env(GDAL_CACHEMAX=cache_mb):
         store_spec = replace(spec, path=store)
-        first_row = open_store(store_spec, job_fingerprint(opts, info, loaded, mode), opts.resume, opts.overwrite)
+        fingerprint = job_fingerprint(opts, info, loaded, mode)
+        try:
+            with output_errors_named(store):
+                first_row = open_store(store_spec, fingerprint, opts.resume, opts.overwrite)
+        except OutputError:  # e.g. no room for the store: leave nothing behind
+            remove(store)
+            raise
         try:
             stats = _fill_and_commit(
                 opts, spec, store_spec, info, grid, predictor, batch_size, first_row, progress, stop

@@ -122,7 +122,7 @@ class GeoTiffWriter(LabelWriter):
 def _check_room_for_overviews(paths: list[str]) -> None:
     """Refuse to build overviews on a disk that cannot hold them: GDAL can crash, not fail,
     when the disk fills while it builds them. They take about a third of the file."""
-    need = sum(os.path.getsize(p) for p in paths if os.path.exists(p)) // 3 + 16 * 2**20
+    need = sum(os.path.getsize(p) for p in paths if os.path.exists(p)) // 3 + 2**20
     free = shutil.disk_usage(Path(paths[0]).parent).free
     if free < need:
         raise OSError(

@@ -74,6 +74,20 @@ def probs_path(path: str) -> str:
 WriteMode = Literal["new", "update", "create"]
 
 
+@contextlib.contextmanager
+def output_errors_named(path: str) -> Iterator[None]:
+    """Errors of the storage (full disk, permissions, GDAL write failures) as one line naming the output."""
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except RsinferError:
+        raise
+    except (OSError, RasterioError, CPLE_BaseError) as err:
+        raise OutputError(f"{path}: cannot write the output ({describe_os_error(err)})") from err
+
+
 class LabelWriter(ABC):
     """Base writer: row buffering, temporary names, completion record.
 
@@ -107,10 +121,11 @@ class LabelWriter(ABC):
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LabelWriter:
         try:
-            if self.mode == "update":
-                self._open_existing()
-            else:
-                self._open()
+            with self._failures_named():
+                if self.mode == "update":
+                    self._open_existing()
+                else:
+                    self._open()
         except Exception:
             self.abort()
             raise
@@ -160,19 +175,8 @@ class LabelWriter(ABC):
                 commit(partial, final, overwrite=self.spec.overwrite)
         self._committed = True
 
-    @contextlib.contextmanager
-    def _failures_named(self) -> Iterator[None]:
-        """Errors of the storage (full disk, permissions, GDAL write failures) as one line naming the output."""
-        from rasterio._err import CPLE_BaseError
-        from rasterio.errors import RasterioError
-
-        try:
-            yield
-        except RsinferError:
-            raise
-        except (OSError, RasterioError, CPLE_BaseError) as err:
-            cause = describe_os_error(err)
-            raise OutputError(f"{self.spec.path}: cannot write the output ({cause})") from err
+    def _failures_named(self) -> contextlib.AbstractContextManager[None]:
+        return output_errors_named(self.spec.path)
 
     def abort(self) -> None:
         """Close; in ``new`` mode also remove the partial files (an update leaves its output)."""
