@@ -26,6 +26,7 @@ Provenance and differences from the authors' code: docs/models/ammunet.md
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -116,6 +117,11 @@ class MergedAttention(nn.Module):
     the coarser levels (coarse first) and returns them with this level's appended, each
     shaped ``(windows·B, heads, groups, group_size, group_size)``.
     """
+
+    relative_position_index: torch.Tensor
+    off_diagonal: torch.Tensor
+    to_raster: torch.Tensor
+    to_hierarchical: torch.Tensor
 
     def __init__(self, dim: int, num_heads: int, base_window: int, level: int):
         super().__init__()
@@ -217,7 +223,7 @@ class AMMUNetDecoder(nn.Module):
 
     def __init__(
         self,
-        encoder_channels: tuple[int, int, int, int],
+        encoder_channels: Sequence[int],
         num_classes: int,
         channels: int = 256,
         num_heads: int = 8,
@@ -264,7 +270,7 @@ class AMMUNet(nn.Module):
         mlp_ratio: int = 4,
         dropout: float = 0.1,
         backbone: nn.Module | None = None,
-        encoder_channels: tuple[int, int, int, int] = ENCODER_CHANNELS,
+        encoder_channels: Sequence[int] = ENCODER_CHANNELS,
     ):
         super().__init__()
         if backbone is None:

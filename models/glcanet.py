@@ -24,6 +24,7 @@ Provenance, our choices and costs: docs/models/glcanet.md
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -242,4 +243,4 @@ GLCANET_LITE = GLCANET.replace(
 @register_model(GLCANET_LITE)
 def glcanet_lite(config: ModelConfig, **kwargs) -> GLCANet:
     lite = dict(encoder_layers=(2, 2, 2, 2), basic_blocks=True, encoder_width=32, fpn_width=64, smooth_width=32)
-    return glcanet(config, **{**lite, **kwargs})
+    return cast(GLCANet, glcanet(config, **{**lite, **kwargs}))

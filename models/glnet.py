@@ -143,10 +143,10 @@ class LocalFPN(nn.Module):
         self.classify = conv3x3(4 * smooth, num_classes)
         init_fpn(self)
 
-    def laterals(self, feats: list[torch.Tensor], crops: list[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    def laterals(self, feats: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
         return [conv(torch.cat((f, g[0]), 1)) for conv, f, g in zip(self.lateral, feats, crops)]
 
-    def pyramid(self, laterals: list[torch.Tensor], crops: list[Sequence[torch.Tensor]]):
+    def pyramid(self, laterals: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]):
         """``(ps0, ps1, ps2, ps3)`` of the local branch."""
         ps0 = top_down(laterals)
         ps1 = [conv(torch.cat((p, g[1]), 1)) for conv, p, g in zip(self.smooth_a, ps0, crops)]
@@ -371,7 +371,7 @@ def _fpn_layer(branch: str, name: str, ext: bool) -> str | None:
     return f"{pre}smooth_{'a' if stage == '1' else 'b'}.{int(level) - 1}"
 
 
-def glnet_key_map(author_key: str) -> str | None:
+def glnet_key_map(author_key: str) -> str:
     """Map one key of the authors' ``fpn`` state_dict (``module.`` prefix optional) to ours.
 
     Keys that are already ours map to themselves; unknown keys raise KeyError.

@@ -17,6 +17,8 @@ view, upsampled to the patch), ``patch`` (the local branch alone) or ``global-lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 MODES = ("global-local", "global", "patch")
 
 
-def crop_global(features: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def crop_global(features: torch.Tensor, boxes: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Sample ``features`` (1 or B, C, h, w) inside each box onto a ``size`` grid.
 
     Output pixel (i, j) of box b is read (bilinearly) at the global position of the
@@ -94,6 +96,7 @@ class GlobalLocalModel(nn.Module):
         size = patches.shape[-2:]
         if self.mode == "patch":
             return self.forward_patch(patches)
+        assert context is not None and boxes is not None
         if self.mode == "global":
             logits = self.forward_global_logits(context)
             # Sample the global logits over each patch's footprint at the patch's resolution.

@@ -27,6 +27,7 @@ Provenance, our choices and the budget behind them: docs/models/hiresnet.md
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -244,7 +245,7 @@ class FusionLink(nn.Module):
         cin, cout = channels[src], channels[dst]
         self.up = src > dst
         if self.up:
-            self.body = NormConv(cin, cout, 1, act=False)
+            self.body: nn.Module = NormConv(cin, cout, 1, act=False)
         else:
             steps = dst - src
             self.body = nn.Sequential(
@@ -276,7 +277,7 @@ class MultiBranchModule(nn.Module):
         for i, links in enumerate(self.fuse):
             size = xs[i].shape[-2:]
             y = xs[i]
-            for j, link in enumerate(links):
+            for j, link in enumerate(cast(nn.ModuleList, links)):
                 if j != i:
                     y = y + link(xs[j], size)
             out.append(self.act(y))
@@ -472,4 +473,4 @@ def hiresnet_lite(config: ModelConfig, **kwargs) -> HiResNet:
         ocr_channels=64,
         ocr_key_channels=32,
     )
-    return hiresnet(config, **{**lite, **kwargs})
+    return cast(HiResNet, hiresnet(config, **{**lite, **kwargs}))

@@ -78,7 +78,7 @@ def adaptive_avg_pool2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return _pool_matrix(h, size[0], x) @ x @ _pool_matrix(w, size[1], x).t()
 
 
-def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 

@@ -90,6 +90,11 @@ class ResNet(nn.Module):
     ``strides``/``dilations`` are per stage (layer1..layer4).
     """
 
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(
         self,
         layers: Sequence[int] = (3, 4, 6, 3),

@@ -62,7 +62,13 @@ def batch_tiles(tiles: Iterable[TileData], size: BatchSize | int) -> Iterator[Ba
 
 
 def _stack(tiles: list[TileData]) -> Batch:
-    return Batch(tiles, np.stack([t.data for t in tiles]), np.stack([t.valid for t in tiles]))
+    data: list[np.ndarray] = []
+    valid: list[np.ndarray] = []
+    for t in tiles:
+        assert t.data is not None and t.valid is not None  # empty tiles are never batched
+        data.append(t.data)
+        valid.append(t.valid)
+    return Batch(tiles, np.stack(data), np.stack(valid))
 
 
 def predict_halving_on_oom(predict: Callable[[Batch], torch.Tensor], size: BatchSize, batch: Batch) -> torch.Tensor:

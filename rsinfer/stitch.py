@@ -193,13 +193,13 @@ class RowBandStitcher:
         strip = self._strips.pop(s, None)
         rows = self._strip_rows[s]
         if strip is None:  # no tile touching this strip had a valid pixel
-            labels = np.full((rows.size, self.grid.width), NODATA_LABEL, dtype=np.uint8)
-            scores = (
+            nodata = np.full((rows.size, self.grid.width), NODATA_LABEL, dtype=np.uint8)
+            empty_scores = (
                 np.zeros((self.classes, rows.size, self.grid.width), np.uint8 if self.quantize else np.float32)
                 if self.keep_scores
                 else None
             )
-            return FinishedRows(rows, labels, scores)
+            return FinishedRows(rows, nodata, empty_scores)
         if self.accumulate:
             blended = strip.acc / strip.wsum.clamp_min(1e-12)
             labels = blended.argmax(0).to(torch.uint8)
@@ -208,12 +208,13 @@ class RowBandStitcher:
         else:
             labels = strip.labels
             scores = strip.scores
+        host_scores: np.ndarray | None = None
         if scores is not None:
             scores = scores * strip.valid
             if self.quantize:
                 scores = (scores * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-            scores = scores.cpu().numpy()
-        return FinishedRows(rows, labels.cpu().numpy(), scores)
+            host_scores = scores.cpu().numpy()
+        return FinishedRows(rows, labels.cpu().numpy(), host_scores)
 
     @property
     def done(self) -> bool:

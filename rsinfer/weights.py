@@ -141,6 +141,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint file")
     suffix = path.suffix.lower()
+    state: object
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -105,6 +105,7 @@ class OnnxBackend(Backend):
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
         if boxes is None:
             return self._run(self.session, {self.input_names[0]: x})[0].to(self.device)
+        assert contexts is not None
         boxes_t = torch.from_numpy(boxes).to(self.device)
         outputs = []
         for a, b in self.runs_of_same_context(contexts):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ import torch.nn as nn
 from rsinfer.models import ModelConfig
 
 from .base import Backend
+
+if TYPE_CHECKING:
+    from rsinfer.models.global_local import GlobalLocalModel
 
 Precision = Literal["fp32", "fp16", "bf16"]
 # Autocast dtypes; fp32 runs without autocast.
@@ -34,7 +37,8 @@ class TorchBackend(Backend):
         # NHWC lets cuDNN pick tensor-core kernels for convolutions; on CPU it only costs copies.
         self.channels_last = device.type == "cuda"
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format; torch's typed overloads omit it.
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -44,8 +48,9 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def compute_context(self, view) -> dict:
+        model: GlobalLocalModel = self.model
         with self._autocast():
-            return self.model.forward_global(self.normalize(view.data[None], view.valid[None]))
+            return model.forward_global(self.normalize(view.data[None], view.valid[None]))
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
@@ -55,10 +60,12 @@ class TorchBackend(Backend):
             if boxes is None:
                 return self.model(x)
             # Global-local: runs of tiles sharing a region's context go through the model together.
+            assert contexts is not None
+            model: GlobalLocalModel = self.model
             boxes_t = torch.from_numpy(boxes).to(self.device)
             return torch.cat(
                 [
-                    self.model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
+                    model.predict_patches(x[a:b], contexts[a], boxes_t[a:b])
                     for a, b in self.runs_of_same_context(contexts)
                 ]
             )

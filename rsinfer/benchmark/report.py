@@ -18,7 +18,7 @@ def _mb(row: dict) -> float:
 
 def memory_table(rows: list[dict]) -> list[dict]:
     """One line per model: ours (patch, global or global-local) with the paper's beside."""
-    out = {}
+    out: dict[str, dict] = {}
     for r in rows:
         line = out.setdefault(r["model"], {"model": r["model"]})
         line[f"{r['setting']}_mb"] = round(_mb(r), 1)
@@ -158,7 +158,8 @@ def memory_chart(lines: list[dict], path: str, title: str) -> None:
     for xs, vals in ((x - 0.2, paper_patch), (x + 0.2, paper_global)):
         pts = [(xi, v) for xi, v in zip(xs, vals) if v]
         if pts:
-            ax.scatter(*zip(*pts), marker="_", s=400, color="black", label=None)
+            px, py = zip(*pts)
+            ax.scatter(px, py, marker="_", s=400, color="black", label=None)
     ax.scatter([], [], marker="_", s=200, color="black", label="paper (GLCANet Table 1, 1080Ti)")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("peak memory (MB)")

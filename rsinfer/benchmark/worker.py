@@ -141,6 +141,7 @@ def memory(spec: dict) -> dict:
         idle_rss_mb=idle_rss,
     )
     if device.type == "cuda":
+        assert sampler is not None
         out.update(
             cuda_peak_allocated_mb=torch.cuda.max_memory_allocated(device) / 2**20, device_used_mb=sampler.peak / 2**20
         )

@@ -20,7 +20,7 @@ import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -179,7 +179,9 @@ def _is_byte(v) -> bool:
     return v is not None and float(v).is_integer() and 0 <= v <= 255
 
 
-def _run(work: Callable, windows: list, workers: int) -> Iterator:
+def _run(
+    work: Callable[[tuple[slice, slice]], np.ndarray], windows: list[tuple[slice, slice]], workers: int
+) -> Generator[tuple[tuple[slice, slice], np.ndarray], None, None]:
     """``work(w)`` for each window, in order, on ``workers`` threads a bounded number of windows ahead."""
     if workers <= 1:
         for w in windows:

@@ -19,12 +19,16 @@ import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..tiling import Span
 from .source import InputWarning, first_line, open_raster
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 # Label of pixels with no valid input (and the label map's nodata value).
 NODATA_LABEL = 255
@@ -67,7 +71,7 @@ class LabelRaster:
     dtype: np.dtype
     nodata: float
     crs: object  # rasterio CRS or None
-    transform: object  # affine.Affine or None
+    transform: Affine | None
     block_shape: tuple[int, int]
     class_names: tuple[str, ...] | None
 
@@ -212,7 +216,7 @@ class _ZarrLabels(LabelRaster):
         attrs = dict(arr.attrs)
         nodata = attrs.get("nodata", attrs.get("_FillValue"))
         self.nodata = nodata if isinstance(nodata, (int, float)) and not isinstance(nodata, bool) else NODATA_LABEL
-        self.block_shape = tuple(int(c) for c in arr.chunks)
+        self.block_shape = (int(arr.chunks[0]), int(arr.chunks[1]))
         self.class_names = _parse_class_names(attrs.get("class_names"), path)
         self.crs, self.transform = self._georeferencing(group)
         meta = dict(group.attrs).get("rsinfer")
