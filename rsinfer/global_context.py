@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from rsinfer.models.global_local import global_view_size
 
 from .errors import InputError
+from .io.reader import model_bands
 from .io.source import RasterInfo, first_line
 from .tiling import AxisTiling, Span, Tile, TileGrid
 
@@ -89,30 +90,37 @@ class RegionPlan:
 
 @dataclass
 class GlobalView:
-    data: np.ndarray  # (bands, gh, gw), the raster's dtype
+    data: np.ndarray  # (bands, gh, gw), the model's bands as the reader gives them (model_bands)
     valid: np.ndarray  # (gh, gw) bool
 
 
 def read_global_view(info: RasterInfo, rows: Span, cols: Span, global_size: int) -> GlobalView:
-    """Decimated read of a window: longest side ``global_size``, overviews used when present."""
+    """Decimated read of a window: longest side ``global_size``, overviews used when present.
+
+    The view holds what tiles hold: palette indices expanded to colours (read with nearest
+    resampling, as indices cannot be interpolated) and non-finite values invalid and 0.
+    """
     gh, gw = global_view_size(rows.size, cols.size, global_size)
     window = Window(cols.start, rows.start, cols.size, rows.size)
     unique = tuple(sorted(set(info.bands)))
+    resampling = Resampling.nearest if info.palette is not None else Resampling.bilinear
     try:
         with rasterio.open(info.path) as ds:
-            data = ds.read(unique, window=window, out_shape=(len(unique), gh, gw), resampling=Resampling.bilinear)
+            data = ds.read(unique, window=window, out_shape=(len(unique), gh, gw), resampling=resampling)
             valid = (
                 ds.dataset_mask(window=window, out_shape=(gh, gw), resampling=Resampling.nearest) > 0
                 if info.has_mask
-                else np.ones((gh, gw), dtype=bool)
+                else None
             )
     except RasterioError as err:
         raise InputError(
             f"{info.path}: cannot read the global view of rows {rows.start}-{rows.stop}, "
             f"cols {cols.start}-{cols.stop} ({first_line(err)})"
         ) from None
-    take = [unique.index(b) for b in info.bands]
-    return GlobalView(data[take], valid)
+    # Bilinear resampling spreads a non-finite value to the view pixels around it (GDAL
+    # leaves nodata out, not ±inf): model_bands makes them all invalid.
+    data, valid = model_bands(info, data, valid)
+    return GlobalView(data, valid if valid is not None else np.ones((gh, gw), dtype=bool))
 
 
 class GlobalContextCache:

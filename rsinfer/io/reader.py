@@ -11,13 +11,16 @@ job sizes that cache to a band of tile rows (:func:`gdal_cache_mb`), so each
 block of the file is decoded once, and reads follow the grid row by row to keep it so.
 
 The valid mask comes from GDAL's dataset mask (nodata, alpha band or internal mask,
-whichever the file has). A tile with no valid pixel is yielded without data, so it is
-never sent to the model.
+whichever the file has); NaN and ±inf pixels of float data are invalid too, whatever the
+nodata tag says. A tile with no valid pixel is yielded without data, so it is never sent
+to the model. The data yielded are the model's bands (:func:`model_bands`): palette
+indices expanded to colours, non-finite values replaced by 0.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,10 +33,35 @@ from rasterio.errors import RasterioError
 
 from ..errors import InputError
 from ..tiling import Tile
-from .source import RasterInfo, first_line
+from .source import InputWarning, RasterInfo, first_line
 
 # schedule(tile, submit): start side reads for a tile with submit(fn, *args) -> Future.
 Schedule = Callable[[Tile, Callable[..., Future[Any]]], None]
+
+# Non-empty tiles whose values decide whether integer data uses its type's range.
+RANGE_CHECK_TILES = 16
+
+
+def model_bands(info: RasterInfo, data: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's bands and valid mask from ``data`` read as the sorted unique ``info.bands``.
+
+    ``valid`` None means every pixel valid as far as GDAL knows. A palette raster's indices
+    go through its colour table. Non-finite float values make their pixel invalid and
+    become 0: the backend zeroes invalid pixels by multiplying, and NaN * 0 is NaN.
+    """
+    if info.palette is not None:
+        return np.ascontiguousarray(np.moveaxis(info.palette[data[0]], -1, 0)), valid
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            data = np.where(finite, data, data.dtype.type(0))
+            all_finite = finite.all(0)
+            valid = all_finite if valid is None else valid & all_finite
+    unique = sorted(set(info.bands))
+    take = [unique.index(b) for b in info.bands]
+    if take != list(range(len(unique))):  # gray → RGB repeats one band
+        data = data[take]
+    return data, valid
 
 
 @dataclass
@@ -60,8 +88,6 @@ class TileReader:
         self._handles: list = []
         self._lock = threading.Lock()
         self._unique_bands = tuple(sorted(set(info.bands)))
-        # Positions of the model's bands within the unique bands read (gray → RGB repeats one).
-        self._take = [self._unique_bands.index(b) for b in info.bands]
 
     def _dataset(self):
         ds = getattr(self._local, "ds", None)
@@ -89,10 +115,11 @@ class TileReader:
                 f"{self.info.path}: cannot read rows {tile.rows.start}-{tile.rows.stop}, "
                 f"cols {tile.cols.start}-{tile.cols.stop} ({first_line(err)})"
             ) from None
-        if self._take != list(range(len(self._unique_bands))):
-            data = data[self._take]
+        data, valid = model_bands(self.info, data, valid)
         if valid is None:
             valid = np.ones(tile.shape, dtype=bool)
+        elif not valid.any():  # every pixel non-finite
+            return TileData(tile, None, None)
         return TileData(tile, data, valid)
 
     def iter_tiles(self, tiles: Iterable[Tile], schedule: Schedule | None = None) -> Iterator[TileData]:
@@ -102,7 +129,11 @@ class TileReader:
         reads of its own on the same threads (global views of global-local models). Those
         run under the caller's GDAL configuration: ``rasterio.Env`` holds per thread, and a
         decimated read of a mask gives other values inside an Env than outside one.
+
+        Integer data scaled from its type's full range (``info.check_range``) is checked on
+        the first tiles: a warning suggests ``--scale`` when they use little of the range.
         """
+        check = RangeCheck(self.info)
         pending: deque = deque()
         it = iter(tiles)
         env = rasterio.env.getenv() if rasterio.env.hasenv() else None
@@ -117,9 +148,10 @@ class TileReader:
                         schedule(tile, submit_in_env)
                     pending.append(pool.submit(self.read, tile))
                     if len(pending) >= self.depth:
-                        yield pending.popleft().result()
+                        yield check(pending.popleft().result())
                 while pending:
-                    yield pending.popleft().result()
+                    yield check(pending.popleft().result())
+                check.finish()
             finally:
                 for fut in pending:
                     fut.cancel()
@@ -131,6 +163,49 @@ class TileReader:
             for ds in self._handles:
                 ds.close()
             self._handles.clear()
+
+
+class RangeCheck:
+    """Warns once when the first tiles of integer data use less than 1/8 of the type's range.
+
+    Such data (12-bit values in uint16, say) is scaled as if it filled the range, and looks
+    nearly black to the model. Runs on the consuming thread, so warning filters apply.
+    """
+
+    def __init__(self, info: RasterInfo, tiles: int = RANGE_CHECK_TILES):
+        self.info = info
+        self.tiles = tiles
+        self.seen = 0
+        self.peak = 0
+        self.done = not info.check_range
+
+    def __call__(self, td: TileData) -> TileData:
+        if not self.done and td.data is not None and td.valid is not None:
+            values = td.data[:, td.valid]
+            if values.size:
+                self.peak = max(self.peak, int(values.max()))
+            self.seen += 1
+            if self.seen >= self.tiles:
+                self.finish(stacklevel=4)
+        return td
+
+    def finish(self, stacklevel: int = 3) -> None:
+        """Warn if the tiles seen call for it; ``stacklevel`` 3 is iter_tiles' consumer."""
+        if self.done:
+            return
+        self.done = True
+        full = int(np.iinfo(np.dtype(self.info.dtype)).max)
+        if not 0 < self.peak < (full + 1) // 8:
+            return
+        bits = self.peak.bit_length()
+        scale = self.info.input_range / (2**bits - 1)
+        warnings.warn(
+            f"{self.info.path}: values reach only {self.peak} of {full} in the first tiles, and are scaled as if "
+            f"they used the full range: if the data are {bits}-bit, pass --scale {scale:.3g} "
+            f"({self.info.input_range:g}/{2**bits - 1})",
+            InputWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _in_env(env: dict | None, fn: Callable[..., Any], *args: Any) -> Any:

@@ -1,5 +1,9 @@
 """Opening an input raster and deciding how the model sees it: bands, value scale, georeferencing.
 
+A palette raster (one band of colour indices) is seen through its colour table, as RGB.
+Integer data is scaled from its type's range, or from the bits its ``NBITS`` tag declares
+(12-bit data stored as uint16); ``--scale`` overrides both.
+
 Every problem with the file is raised here as an :class:`InputError` whose message names
 the file, so the CLI can report it as one line.
 """
@@ -7,8 +11,9 @@ the file, so the CLI can report it as one line.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -26,6 +31,11 @@ _COLORINTERP_NAMES = {
     "blue": ColorInterp.blue,
     "gray": ColorInterp.gray,
 }
+_RGB = ("red", "green", "blue")
+
+# Integer types whose full range imagery rarely fills: NBITS is honoured, and a
+# default scale from the full range is checked against the values the first tiles hold.
+_WIDE_UNSIGNED = ("uint16", "uint32")
 
 
 class InputWarning(UserWarning):
@@ -48,9 +58,24 @@ class RasterInfo:
     tiled: bool
     # 1-based band indexes fed to the model, in model order (may repeat: gray → RGB).
     bands: tuple[int, ...]
-    # Multiplier mapping raw values onto the model's input range.
+    # Multiplier mapping raw values (palette colours for a palette raster) onto the model's input range.
     value_scale: float
-    has_mask: bool  # False when every pixel is valid (no nodata, alpha or internal mask)
+    # False when GDAL marks every pixel valid (no nodata, alpha or internal mask). Non-finite
+    # float values are invalid pixels even so: the reader checks float data itself.
+    has_mask: bool
+    # Palette raster: the colour table as a lookup (entries, len(bands)) uint8 from colour
+    # index to the model's bands (for an RGB model, (256, 3) red, green, blue of a uint8
+    # raster); ``bands`` then repeats the palette band. Entries missing from the table are 0.
+    palette: np.ndarray | None = field(default=None, compare=False)
+    # Ground control points (rasterio GroundControlPoint) and their CRS, as the file has them.
+    # A raster georeferenced only by GCPs has crs None and the identity transform: the
+    # output writer carries the GCPs over instead.
+    gcps: list[Any] = field(default_factory=list, compare=False)
+    gcp_crs: object = None  # rasterio CRS or None
+    # The model's input range, and whether the reader should warn when the first tiles use
+    # little of the type's range (uint16/uint32 scaled by default: no --scale, no NBITS).
+    input_range: float = 255.0
+    check_range: bool = False
 
 
 def open_raster(path: str | Path):
@@ -79,11 +104,24 @@ def inspect_raster(
         dtype = src.dtypes[0]
         if dtype not in SUPPORTED_DTYPES:
             raise InputError(f"{path}: data type {dtype} is not supported (use one of {', '.join(SUPPORTED_DTYPES)})")
-        resolved = resolve_bands(path, src, band_names, bands)
+        palette = palette_lookup(src, band_names, bands)
+        if palette is not None:
+            resolved = (palette[0],) * len(band_names)
+        else:
+            resolved = resolve_bands(path, src, band_names, bands)
         flags = [src.mask_flag_enums[b - 1] for b in set(resolved)]
         has_mask = not all(f == [MaskFlags.all_valid] for f in flags)
         tiled = bool(src.profile.get("tiled")) and src.block_shapes[0][0] > 1
-        if src.crs is None:
+        gcps, gcp_crs = src.gcps
+        if src.crs is None and gcps:
+            where = f"in {gcp_crs.to_string()}" if gcp_crs is not None else "without a CRS"
+            warnings.warn(
+                f"{path}: the raster has no geotransform but is georeferenced by {len(gcps)} GCPs ({where}); "
+                "the output keeps them",
+                InputWarning,
+                stacklevel=2,
+            )
+        elif src.crs is None:
             warnings.warn(
                 f"{path}: the raster has no CRS; the output will have none either", InputWarning, stacklevel=2
             )
@@ -94,6 +132,15 @@ def inspect_raster(
                 InputWarning,
                 stacklevel=2,
             )
+        nbits = declared_nbits(src, resolved[0]) if dtype in _WIDE_UNSIGNED else None
+        if value_scale is not None:
+            scale = value_scale
+        elif palette is not None:  # colours from the table are 0-255 whatever the index type
+            scale = default_value_scale("uint8", input_range)
+        elif nbits is not None:
+            scale = float(input_range) / (2**nbits - 1)
+        else:
+            scale = default_value_scale(dtype, input_range)
         return RasterInfo(
             path=path,
             width=src.width,
@@ -106,9 +153,51 @@ def inspect_raster(
             block_shape=tuple(src.block_shapes[0]),
             tiled=tiled,
             bands=resolved,
-            value_scale=value_scale if value_scale is not None else default_value_scale(dtype, input_range),
+            value_scale=scale,
             has_mask=has_mask,
+            palette=palette[1] if palette is not None else None,
+            gcps=list(gcps),
+            gcp_crs=gcp_crs,
+            input_range=float(input_range),
+            check_range=value_scale is None and palette is None and nbits is None and dtype in _WIDE_UNSIGNED,
         )
+
+
+def palette_lookup(src, band_names: tuple[str, ...], bands: tuple[int, ...] | None) -> tuple[int, np.ndarray] | None:
+    """``(band, lookup)`` when the model's bands come from a palette band's colour table, else None.
+
+    That is when the raster's one data band is a palette band with a colour table, the model
+    takes red/green/blue, and ``bands`` (if given) names only that band, once per model band.
+    ``lookup`` is (entries, len(band_names)) uint8: colour index to the model's bands.
+    """
+    data_bands = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+    if len(data_bands) != 1 or not set(band_names) <= set(_RGB):
+        return None
+    band = data_bands[0]
+    dtype = src.dtypes[band - 1]
+    if src.colorinterp[band - 1] != ColorInterp.palette or dtype not in ("uint8", "uint16"):
+        return None
+    if bands and (len(bands) != len(band_names) or set(bands) != {band}):
+        return None
+    try:
+        colormap = src.colormap(band)
+    except ValueError:  # palette interpretation without a colour table
+        return None
+    table = np.zeros((np.iinfo(np.dtype(dtype)).max + 1, 3), dtype=np.uint8)
+    for index, rgba in colormap.items():
+        if 0 <= index < len(table):
+            table[index] = rgba[:3]
+    return band, np.ascontiguousarray(table[:, [_RGB.index(n) for n in band_names]])
+
+
+def declared_nbits(src, band: int) -> int | None:
+    """The bits per value the file declares (GDAL's ``NBITS``, e.g. 12-bit data in uint16), if fewer than its type's."""
+    value = src.tags(ns="IMAGE_STRUCTURE").get("NBITS") or src.tags(band, ns="IMAGE_STRUCTURE").get("NBITS")
+    try:
+        nbits = int(value)
+    except (TypeError, ValueError):
+        return None
+    return nbits if 1 <= nbits < 8 * np.dtype(src.dtypes[band - 1]).itemsize else None
 
 
 def resolve_bands(path: str, src, band_names: tuple[str, ...], bands: tuple[int, ...] | None) -> tuple[int, ...]:

@@ -105,3 +105,43 @@ def test_cuda_device_on_a_machine_without_one_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(RsinferError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+def test_palette_lookup_maps_entries_missing_from_a_short_table_to_zero():
+    from types import SimpleNamespace
+
+    from rasterio.enums import ColorInterp
+
+    from rsinfer.io.source import palette_lookup
+
+    src = SimpleNamespace(
+        colorinterp=(ColorInterp.palette, ColorInterp.alpha),
+        dtypes=("uint8", "uint8"),
+        colormap=lambda band: {0: (1, 2, 3, 255), 1: (40, 50, 60, 255)},  # 2 entries, as a VRT may have
+    )
+    band, lookup = palette_lookup(src, RGB, None)
+    assert band == 1 and lookup.shape == (256, 3) and lookup.dtype == np.uint8
+    assert lookup[:2].tolist() == [[1, 2, 3], [40, 50, 60]] and (lookup[2:] == 0).all()
+    assert palette_lookup(src, RGB, (1, 1, 1)) is not None  # explicit bands naming the palette band
+    assert palette_lookup(src, RGB, (2, 1, 1)) is None  # anything else reads raw values
+    assert palette_lookup(src, ("nir",), None) is None  # a model not taking colours gets the indices
+
+
+def test_palette_without_a_colour_table_is_read_as_gray(random_image, make_raster):
+    from rasterio.enums import ColorInterp
+
+    path = make_raster(random_image(64, 64, bands=1), colorinterp=[ColorInterp.palette])
+    with pytest.warns(InputWarning, match="single-band"):
+        info = inspect_raster(path, RGB)
+    assert info.palette is None and info.bands == (1, 1, 1)
+
+
+def test_nbits_sets_the_value_scale_unless_scale_is_given(random_image, make_raster):
+    data = (random_image(64, 64).astype("uint16") * 4).astype("uint16")  # 10-bit values
+    path = make_raster(data, nbits=10)
+    info = inspect_raster(path, RGB)
+    assert info.value_scale == pytest.approx(255 / 1023) and not info.check_range
+    assert inspect_raster(path, RGB, value_scale=0.5).value_scale == 0.5
+    plain = inspect_raster(make_raster(data, name="plain.tif"), RGB)
+    assert plain.value_scale == pytest.approx(255 / 65535) and plain.check_range
+    assert not inspect_raster(make_raster(data, name="given.tif"), RGB, value_scale=0.25).check_range
