@@ -35,24 +35,26 @@ SEGMENT = [
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """A 1400-row scene: 11 chunk rows of 128 at tile 128."""
-    folder = tmp_path_factory.mktemp("scene")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rsinfer.cli.main",
-            "synth",
-            str(folder / "s.tif"),
-            "--size",
-            "600x1400",
-            "--seed",
-            "5",
-            "-q",
-        ],
-        check=True,
-    )
-    return folder / "s.tif"
+    """A 1400-row scene: 11 chunk rows of 128 rows at tile 128."""
+    from rsinfer.synth import write_synthetic_scene
+
+    path = tmp_path_factory.mktemp("scene") / "s.tif"
+    write_synthetic_scene(path, path.with_name("s_labels.tif"), 600, 1400, seed=5)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean(scene, tmp_path_factory):
+    """The uninterrupted run's outputs, by format."""
+    from click.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("clean")
+    outs = {}
+    for fmt in ("tif", "zarr"):
+        outs[fmt] = folder / f"clean.{fmt}"
+        res = CliRunner().invoke(main, ["segment", str(scene), "-o", str(outs[fmt]), *SEGMENT, "-q"])
+        assert res.exit_code == 0, res.output
+    return outs
 
 
 def completed_rows(store: str) -> int:
@@ -81,10 +83,8 @@ def kill_when(scene: Path, out: Path, rows: int, timeout: float = 120) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt,seed", [("tif", 1), ("tif", 2), ("tif", 3), ("zarr", 4), ("zarr", 5)])
-def test_sigkill_at_a_random_point_then_resume_gives_the_clean_runs_bytes(scene, tmp_path, runner, fmt, seed):
-    clean = tmp_path / f"clean.{fmt}"
-    assert runner.invoke(main, ["segment", str(scene), "-o", str(clean), *SEGMENT, "-q"]).exit_code == 0
+@pytest.mark.parametrize("fmt,seed", [("tif", 1), ("tif", 2), ("zarr", 3), ("zarr", 4)])
+def test_sigkill_at_a_random_point_then_resume_gives_the_clean_runs_bytes(scene, clean, tmp_path, runner, fmt, seed):
     rows = random.Random(seed).randrange(128, 1400 - 128)  # somewhere inside the scene
     out = tmp_path / f"killed.{fmt}"
     kill_when(scene, out, rows)
@@ -94,7 +94,7 @@ def test_sigkill_at_a_random_point_then_resume_gives_the_clean_runs_bytes(scene,
     assert refused.exit_code == 1 and "--resume continues it" in refused.output
     res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q", "--resume"])
     assert res.exit_code == 0, res.output
-    assert _same_bytes(out, clean)
+    assert _same_bytes(out, clean[fmt])
     assert not os.path.exists(store) and not os.path.exists(f"{out}.lock")
 
 
@@ -109,9 +109,7 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
 
 
-def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, tmp_path, runner):
-    clean = tmp_path / "clean.zarr"
-    assert runner.invoke(main, ["segment", str(scene), "-o", str(clean), *SEGMENT, "-q"]).exit_code == 0
+def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, clean, tmp_path, runner):
     out = tmp_path / "term.zarr"
     proc = subprocess.Popen(
         [sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out), *SEGMENT, "-q"],
@@ -130,7 +128,7 @@ def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, t
     assert completed_rows(store) >= 256 and not out.exists()
     res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q", "--resume"])
     assert res.exit_code == 0, res.output
-    assert _same_bytes(out, clean)
+    assert _same_bytes(out, clean["zarr"])
 
 
 def test_resume_refuses_a_partial_output_of_another_job(scene, tmp_path, runner):
