@@ -175,6 +175,8 @@ def run_segment(
         source=os.path.basename(info.path),
         model=config.name,
         weights=loaded.weights,
+        gcps=tuple(info.gcps),
+        gcp_crs=info.gcp_crs,
     )
     check_outputs(finals, opts.overwrite)
     batch_size = BatchSize(choose_batch_size(opts.batch_size, opts.max_gpu_mem, predictor, grid, info))

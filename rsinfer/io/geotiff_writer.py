@@ -32,14 +32,15 @@ class GeoTiffWriter(LabelWriter):
 
     def _profile(self, count: int) -> dict:
         s = self.spec
+        # A GCP-georeferenced output has GCPs and no transform (GDAL would warn of an identity one).
+        georef = dict(gcps=list(s.gcps), crs=s.gcp_crs) if s.gcps else dict(crs=s.crs, transform=s.transform)
         return dict(
             driver="GTiff",
             width=s.width,
             height=s.height,
             count=count,
             dtype="uint8",
-            crs=s.crs,
-            transform=s.transform,
+            **georef,
             tiled=True,
             blockxsize=self.BLOCK,
             blockysize=self.BLOCK,

@@ -50,6 +50,10 @@ class OutputSpec:
     source: str = ""
     model: str = ""
     weights: str = ""  # what the model ran with: a manifest entry, a checkpoint file name, or "random"
+    # Ground control points (rasterio GroundControlPoint) and their CRS, for inputs georeferenced
+    # by GCPs alone: the output keeps them instead of a transform.
+    gcps: tuple[Any, ...] = ()
+    gcp_crs: Any = None
 
     @property
     def format(self) -> str:

@@ -105,9 +105,13 @@ class ZarrWriter(LabelWriter):
     def _write_georeferencing(self) -> None:
         s, g, t = self.spec, self._group, self.spec.transform
         ref = g.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0)
-        attrs = {"GeoTransform": " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))}
+        attrs: dict[str, Any] = {"GeoTransform": " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))}
         if s.crs is not None:
             attrs.update({"crs_wkt": s.crs.to_wkt(), "spatial_ref": s.crs.to_wkt()})
+        if s.gcps:  # georeferenced by GCPs alone: (row, col, x, y, z) each, in gcp_crs_wkt
+            attrs["gcps"] = [[g.row, g.col, g.x, g.y, g.z or 0.0] for g in s.gcps]
+            if s.gcp_crs is not None:
+                attrs["gcp_crs_wkt"] = s.gcp_crs.to_wkt()
         ref.attrs.update(attrs)
         if t.b == 0 and t.d == 0:  # north-up: 1-D pixel-centre coordinates describe the grid
             x = g.create_array(

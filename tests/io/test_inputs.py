@@ -187,6 +187,10 @@ def test_gcp_only_raster_keeps_its_gcps(random_image, tmp_path):
     assert [(g.row, g.col, g.x, g.y) for g in info.gcps] == [(g.row, g.col, g.x, g.y) for g in gcps]
     report, labels = segment(path, tmp_path / "labels.tif", model="simple-fcn", weights="random")
     assert labels.shape == (60, 90) and report.tiles_predicted == 1
+    with rasterio.open(tmp_path / "labels.tif") as out:  # the label map carries the same GCPs
+        out_gcps, out_crs = out.gcps
+        assert out_crs == CRS.from_epsg(32632)
+        assert [(g.row, g.col, g.x, g.y) for g in out_gcps] == [(g.row, g.col, g.x, g.y) for g in gcps]
 
 
 def test_raster_without_georeferencing_still_says_no_crs(random_image, make_raster):
