@@ -17,6 +17,8 @@ import pytest
 from rsinfer.cli.main import main
 from rsinfer.io.zarr_writer import ZarrWriter
 
+pytestmark = pytest.mark.slow
+
 SEGMENT = ["--model", "simple-fcn", "--weights", "random", "--tile", "256", "--overlap", "32", "--device", "cpu", "-q"]
 
 

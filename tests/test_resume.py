@@ -109,6 +109,7 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, clean, tmp_path, runner):
     out = tmp_path / "term.zarr"
     proc = subprocess.Popen(
@@ -131,6 +132,7 @@ def test_sigterm_stops_with_143_keeps_the_rows_done_and_resume_finishes(scene, c
     assert _same_bytes(out, clean["zarr"])
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_partial_output_of_another_job(scene, tmp_path, runner):
     out = tmp_path / "o.tif"
     store = Path(store_path(out))

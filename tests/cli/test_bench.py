@@ -8,6 +8,7 @@ import pytest
 from rsinfer.cli.main import main
 
 
+@pytest.mark.slow
 def test_bench_memory_rows_parse_and_global_needs_more_than_patches(runner, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "m"
@@ -60,6 +61,7 @@ def test_bench_memory_puts_the_papers_figures_beside_ours():
     assert line["paper_patch_mb"] == 1513 and line["paper_global_mb"] == 6289
 
 
+@pytest.mark.slow
 def test_bench_speed_torch_and_onnx(runner, tmp_path):
     pytest.importorskip("onnxruntime")
     res = runner.invoke(

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from rsinfer.cli.main import main
 
 
+@pytest.mark.slow
 def test_models_lists_every_registered_model_as_json(runner):
     from rsinfer.models import list_models
 

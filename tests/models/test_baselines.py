@@ -29,6 +29,7 @@ def test_logits_at_input_size_for_two_sizes(name):
         assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_each_exports_to_onnx_and_matches_onnxruntime():
     ort = pytest.importorskip("onnxruntime")
     opts = ort.SessionOptions()

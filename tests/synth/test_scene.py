@@ -138,6 +138,7 @@ def _peak_traced_bytes(path, width, height):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_a_window_not_the_scene(tmp_path):
     """numpy reports its buffers to tracemalloc, so any scene-sized array would show in the peak."""
     write_synthetic_scene(tmp_path / "w.tif", tmp_path / "w_l.tif", 64, 64)  # one-off imports and caches
