@@ -85,3 +85,25 @@ def test_a_failed_write_keeps_an_earlier_output_intact(make_raster, random_image
     assert out.read_bytes() == before and leftovers(tmp_path) == []
     with rasterio.open(out) as ds:
         assert ds.read(1).shape == (1100, 200) and np.isin(ds.read(1), range(6)).all()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_stop_request_ends_the_run_with_the_signals_exit_code(make_raster, random_image, tmp_path, keep):
+    import signal
+
+    from rsinfer.pipeline import JobInterrupted
+    from rsinfer.signals import StopRequest
+
+    src = make_raster(random_image(700, 200))
+    out = tmp_path / "labels.zarr"
+    stop = StopRequest()
+
+    def stop_halfway(done, total, pixels):
+        if done >= total // 2:
+            stop.set(signal.SIGTERM)
+
+    with pytest.raises(JobInterrupted, match="interrupted by SIGTERM after") as err:
+        run_segment(options(src, out, keep_partial=keep), progress=stop_halfway, stop=stop)
+    assert err.value.exit_code == 143 and not out.exists()
+    assert ("partial output kept" in str(err.value)) == keep
+    assert leftovers(tmp_path) == ([store_path("labels.zarr")] if keep else [])
