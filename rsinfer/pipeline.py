@@ -161,23 +161,7 @@ def run_segment(
     backend = make_backend(loaded, opts.backend, device, info.value_scale, opts.precision, opts.onnx, mode)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     predictor = make_predictor(loaded, backend, info, grid, mode)
-    spec = OutputSpec(
-        path=opts.output,
-        width=info.width,
-        height=info.height,
-        crs=info.crs,
-        transform=info.transform,
-        class_names=config.class_names,
-        class_colors=config.class_colors,
-        chunk=config.tile,
-        with_probs=opts.probs,
-        overwrite=opts.overwrite,
-        source=os.path.basename(info.path),
-        model=config.name,
-        weights=loaded.weights,
-        gcps=tuple(info.gcps),
-        gcp_crs=info.gcp_crs,
-    )
+    spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
     check_outputs(finals, opts.overwrite)
     batch_size = BatchSize(choose_batch_size(opts.batch_size, opts.max_gpu_mem, predictor, grid, info))
     # The same GDAL cache for writing and the overviews as for the job itself.
@@ -265,6 +249,29 @@ def _fill_and_commit(
     assemble_geotiff(store_spec, spec)
     remove(store_spec.path)
     return stats
+
+
+def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, overwrite: bool = False) -> OutputSpec:
+    """The label map a job on ``info`` with ``loaded`` writes: the input's grid and georeferencing,
+    the model's classes, chunks of one tile, provenance."""
+    config = loaded.config
+    return OutputSpec(
+        path=path,
+        width=info.width,
+        height=info.height,
+        crs=info.crs,
+        transform=info.transform,
+        class_names=config.class_names,
+        class_colors=config.class_colors,
+        chunk=config.tile,
+        with_probs=probs,
+        overwrite=overwrite,
+        source=os.path.basename(info.path),
+        model=config.name,
+        weights=loaded.weights,
+        gcps=tuple(info.gcps),
+        gcp_crs=info.gcp_crs,
+    )
 
 
 def job_fingerprint(opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel, mode: str | None) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,10 @@ import zarr
 from rsinfer.backends import TorchBackend
 from rsinfer.io.labelmap import FinishedRows
 from rsinfer.io.source import inspect_raster
-from rsinfer.io.writers import OutputSpec, create_output, open_writer
+from rsinfer.io.writers import create_output, open_writer
 from rsinfer.job import SegmentJob, WriterThread, run_job
 from rsinfer.loading import load_model
-from rsinfer.pipeline import SegmentOptions, run_segment
+from rsinfer.pipeline import SegmentOptions, output_spec, run_segment
 from rsinfer.predictors import GlobalLocalPredictor, make_predictor
 from rsinfer.tiling import Span, TileGrid
 
@@ -32,24 +31,6 @@ def job_parts(path, model="simple-fcn", tile=TILE, overlap=OVERLAP):
     backend = TorchBackend(loaded.module, loaded.config, torch.device("cpu"), value_scale=info.value_scale)
     grid = TileGrid(info.height, info.width, tile, overlap)
     return loaded, info, grid, make_predictor(loaded, backend, info, grid, mode)
-
-
-def output_spec(path, info, loaded, probs):
-    c = loaded.config
-    return OutputSpec(
-        path=str(path),
-        width=info.width,
-        height=info.height,
-        crs=info.crs,
-        transform=info.transform,
-        class_names=c.class_names,
-        class_colors=c.class_colors,
-        chunk=c.tile,
-        with_probs=probs,
-        source=os.path.basename(info.path),
-        model=c.name,
-        weights=loaded.weights,
-    )
 
 
 def chunk_files(store: Path, array: str) -> dict[str, bytes]:
@@ -87,7 +68,7 @@ def test_rows_of_a_grid_into_an_existing_zarr_equal_the_whole_job(
     whole = zarr.open_group(str(tmp_path / "whole.zarr"), mode="r")
 
     loaded, info, grid, predictor = job_parts(src, model)
-    spec = output_spec(tmp_path / "part.zarr", info, loaded, probs)
+    spec = output_spec(str(tmp_path / "part.zarr"), info, loaded, probs)
     create_output(spec)
     rows = Span(2 * TILE, 5 * TILE)  # chunk rows 2-4 of 6, away from both edges
     with open_writer(spec, "update") as writer:
@@ -136,7 +117,7 @@ def test_jobs_of_adjacent_rows_fill_one_output_like_the_whole_job(make_raster, r
         )
     )
     loaded, info, grid, predictor = job_parts(src)
-    spec = output_spec(tmp_path / "parts.tif", info, loaded, False)
+    spec = output_spec(str(tmp_path / "parts.tif"), info, loaded, False)
     create_output(spec)
     for rows in (Span(0, 201), Span(201, 600)):
         with open_writer(spec, "update") as writer:
