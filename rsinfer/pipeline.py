@@ -8,10 +8,12 @@ verified, and renamed into place. An interrupted run keeps the store; ``resume``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -35,7 +37,7 @@ from .io.writers import (
     output_format,
     probs_path,
 )
-from .job import JobStats, ProgressFn, SegmentJob, run_job
+from .job import JobStats, ProgressFn, RowSink, SegmentJob, run_job
 from .loading import MODES, LoadedModel, load_model
 from .memory import peak_rss_mb
 from .partial import (
@@ -141,6 +143,102 @@ def output_paths(output: str, probs: bool) -> list[str]:
     return [output]
 
 
+@dataclass
+class SegmentSetup:
+    """What every process of one segment job knows before it writes: model, raster, grid, outputs."""
+
+    opts: SegmentOptions
+    loaded: LoadedModel
+    mode: str | None
+    info: RasterInfo
+    grid: TileGrid
+    spec: OutputSpec  # the final output
+    finals: list[str]  # every file written under a final name
+
+    @property
+    def store_spec(self) -> OutputSpec:
+        """The job's chunk store (see :mod:`rsinfer.partial`)."""
+        return replace(self.spec, path=store_path(self.opts.output))
+
+    def job(self, predictor: Predictor, sink: RowSink, rows: Span, **kw: Any) -> SegmentJob:
+        """The job producing ``rows`` of this run with ``predictor`` into ``sink``."""
+        return SegmentJob(
+            source=self.info,
+            grid=self.grid,
+            predictor=predictor,
+            sink=sink,
+            num_classes=self.loaded.config.num_classes,
+            rows=rows,
+            blend=self.opts.blend,
+            keep_scores=self.opts.probs,
+            read_workers=self.opts.read_workers or max(1, min(4, (os.cpu_count() or 2))),
+            **kw,
+        )
+
+    @property
+    def gdal_cache_mb(self) -> int:
+        config = self.loaded.config
+        return gdal_cache_mb(self.info, self.grid.tile_shape[0], config.num_classes if self.opts.probs else 0)
+
+
+def prepare_segment(opts: SegmentOptions, check_outputs_first: bool = True) -> SegmentSetup:
+    """Load the model and inspect the raster; with ``check_outputs_first``, refuse outputs that are
+    the input or exist (without ``--overwrite``) before any of that work."""
+    finals = output_paths(opts.output, opts.probs)
+    if check_outputs_first:
+        refuse_inputs_as_outputs([opts.input], [*finals, store_path(opts.output)])
+    loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+    config = loaded.config
+    mode = loaded.set_mode(opts.mode)
+    info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+    grid = TileGrid(info.height, info.width, config.tile, config.overlap)
+    spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
+    if check_outputs_first:
+        check_outputs(finals, opts.overwrite)
+    return SegmentSetup(opts, loaded, mode, info, grid, spec, finals)
+
+
+@contextlib.contextmanager
+def claimed_output(setup: SegmentSetup) -> Iterator[int]:
+    """Hold the output's lock and its chunk store for the block; yield the first row still to do.
+
+    A failure in the block removes the store (nothing of the run is left); an interruption
+    (a stop signal, a second signal) keeps it for ``--resume`` unless ``keep_partial`` is off.
+    """
+    opts, store = setup.opts, setup.store_spec
+    with OutputLock(opts.output):
+        fingerprint = job_fingerprint(opts, setup.info, setup.loaded, setup.mode)
+        try:
+            with output_errors_named(store.path):
+                first_row = open_store(store, fingerprint, opts.resume, opts.overwrite)
+        except OutputError:  # e.g. no room for the store: leave nothing behind
+            remove(store.path)
+            raise
+        try:
+            yield first_row
+        except KeyboardInterrupt:  # a second signal: keep what is done, as for the first
+            if not opts.keep_partial:
+                remove(store.path)
+            raise
+        except JobInterrupted:
+            raise
+        except BaseException:  # a failure: nothing of this run is left behind
+            remove(store.path)
+            raise
+
+
+def finish_from_store(setup: SegmentSetup) -> None:
+    """Make the final output from the finished store: the store itself (zarr), or a GeoTIFF assembled from it."""
+    store = setup.store_spec
+    remove_fingerprint(store.path)
+    if setup.spec.format == "zarr":
+        with open_writer(store, "update") as writer:
+            writer.commit(to=setup.spec.path)
+        return
+    assemble_geotiff(store, setup.spec)
+    remove(store.path)
+
+
 def run_segment(
     opts: SegmentOptions, progress: ProgressFn | None = None, stop: StopRequest | None = None
 ) -> SegmentReport:
@@ -150,48 +248,27 @@ def run_segment(
     :class:`JobInterrupted`, keeping the rows done for ``opts.resume``.
     """
     start = time.perf_counter()
-    finals = output_paths(opts.output, opts.probs)
-    store = store_path(opts.output)
-    refuse_inputs_as_outputs([opts.input], [*finals, store])
-    loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
-    config = loaded.config
-    mode = loaded.set_mode(opts.mode)
-    info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+    setup = prepare_segment(opts)
+    info, grid, loaded = setup.info, setup.grid, setup.loaded
     device = resolve_device(opts.device)
-    backend = make_backend(loaded, opts.backend, device, info.value_scale, opts.precision, opts.onnx, mode)
-    grid = TileGrid(info.height, info.width, config.tile, config.overlap)
-    predictor = make_predictor(loaded, backend, info, grid, mode)
-    spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
-    check_outputs(finals, opts.overwrite)
+    backend = make_backend(loaded, opts.backend, device, info.value_scale, opts.precision, opts.onnx, setup.mode)
+    predictor = make_predictor(loaded, backend, info, grid, setup.mode)
     batch_size = BatchSize(choose_batch_size(opts.batch_size, opts.max_gpu_mem, predictor, grid, info))
+    stats = JobStats()
     # The same GDAL cache for writing and the overviews as for the job itself.
-    cache_mb = gdal_cache_mb(info, grid.tile_shape[0], config.num_classes if opts.probs else 0)
-    with OutputLock(opts.output), rasterio.Env(GDAL_CACHEMAX=cache_mb):
-        store_spec = replace(spec, path=store)
-        fingerprint = job_fingerprint(opts, info, loaded, mode)
-        try:
-            with output_errors_named(store):
-                first_row = open_store(store_spec, fingerprint, opts.resume, opts.overwrite)
-        except OutputError:  # e.g. no room for the store: leave nothing behind
-            remove(store)
-            raise
-        try:
-            stats = _fill_and_commit(
-                opts, spec, store_spec, info, grid, predictor, batch_size, first_row, progress, stop
-            )
-        except KeyboardInterrupt:  # a second signal: keep what is done, as for the first
-            if not opts.keep_partial:
-                remove(store)
-            raise
-        except JobInterrupted:
-            raise
-        except BaseException:  # a failure: nothing of this run is left behind
-            remove(store)
-            raise
+    with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb), claimed_output(setup) as first_row:
+        if first_row < info.height:
+            with open_writer(setup.store_spec, "update") as writer:
+                job = setup.job(predictor, writer, Span(first_row, info.height), batch_size=batch_size, stop=stop)
+                stats = run_job(job, progress)
+                writer.close()
+            if stats.stopped:
+                raise _interrupted(opts, setup.store_spec.path, writer.completed_rows, info.height, stop)
+        finish_from_store(setup)
     return SegmentReport(
         input=info.path,
-        outputs=finals,
-        model=config.name,
+        outputs=setup.finals,
+        model=loaded.name,
         device=str(device),
         width=info.width,
         height=info.height,
@@ -206,49 +283,6 @@ def run_segment(
         weights=loaded.weights,
         resumed_from_row=first_row,
     )
-
-
-def _fill_and_commit(
-    opts: SegmentOptions,
-    spec: OutputSpec,
-    store_spec: OutputSpec,
-    info: RasterInfo,
-    grid: TileGrid,
-    predictor: Predictor,
-    batch_size: BatchSize,
-    first_row: int,
-    progress: ProgressFn | None,
-    stop: StopRequest | None,
-) -> JobStats:
-    """Run the rows not yet in the store, then make the final output from it."""
-    stats = JobStats()
-    with open_writer(store_spec, "update") as writer:
-        if first_row < info.height:
-            job = SegmentJob(
-                source=info,
-                grid=grid,
-                predictor=predictor,
-                sink=writer,
-                num_classes=len(spec.class_names),
-                rows=Span(first_row, info.height),
-                blend=opts.blend,
-                keep_scores=opts.probs,
-                batch_size=batch_size,
-                read_workers=opts.read_workers or max(1, min(4, (os.cpu_count() or 2))),
-                stop=stop,
-            )
-            stats = run_job(job, progress)
-        if stats.stopped:
-            writer.close()
-            raise _interrupted(opts, store_spec.path, writer.completed_rows, info.height, stop)
-        remove_fingerprint(store_spec.path)
-        if spec.format == "zarr":
-            writer.commit(to=spec.path)
-            return stats
-        writer.close()
-    assemble_geotiff(store_spec, spec)
-    remove(store_spec.path)
-    return stats
 
 
 def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, overwrite: bool = False) -> OutputSpec:

@@ -100,9 +100,11 @@ class LabelWriter(ABC):
     abort leaves it); ``create`` makes the empty output at ``spec.path`` (see :func:`create_output`).
     """
 
-    def __init__(self, spec: OutputSpec, mode: WriteMode = "new"):
+    def __init__(self, spec: OutputSpec, mode: WriteMode = "new", record_progress: bool = True):
         self.spec = spec
         self.mode = mode
+        # Off when several processes write one store: the one that owns the store records for them.
+        self.records_progress = record_progress
         self.final_paths = self._final_paths()
         if mode == "new":
             check_outputs(self.final_paths, spec.overwrite)
@@ -242,7 +244,8 @@ class LabelWriter(ABC):
 
     def _mark_complete(self, rows: Span) -> None:
         self.completed_rows = merge_spans([*self.completed_rows, rows])
-        self._record_progress()
+        if self.records_progress:
+            self._record_progress()
 
     def _record_progress(self) -> None:
         """Persist the completion record (formats that can)."""
@@ -279,14 +282,14 @@ def merge_spans(spans: list[Span]) -> list[Span]:
     return out
 
 
-def open_writer(spec: OutputSpec, mode: WriteMode = "new") -> LabelWriter:
+def open_writer(spec: OutputSpec, mode: WriteMode = "new", record_progress: bool = True) -> LabelWriter:
     """The writer for ``spec``'s format (see :class:`LabelWriter` for the modes)."""
     from .geotiff_writer import GeoTiffWriter
     from .zarr_writer import ZarrWriter
 
     if spec.format == "zarr":
-        return ZarrWriter(spec, mode)
-    return GeoTiffWriter(spec, mode)
+        return ZarrWriter(spec, mode, record_progress)
+    return GeoTiffWriter(spec, mode, record_progress)
 
 
 def assemble_geotiff(store: OutputSpec, spec: OutputSpec) -> list[str]:

@@ -31,6 +31,16 @@ def _meta(group: zarr.Group) -> dict[str, Any]:
     return dict(cast(Mapping[str, Any], group.attrs["rsinfer"]))
 
 
+def record_completed(path: str, rows: Span) -> list[Span]:
+    """Add ``rows`` to a store's completion record (the one writer of the record); the record after."""
+    group = zarr.open_group(path, mode="r+", zarr_format=3)
+    meta = _meta(group)
+    done = merge_spans([*(Span(int(a), int(b)) for a, b in meta.get("completed_rows", [])), rows])
+    meta["completed_rows"] = [[r.start, r.stop] for r in done]
+    group.attrs["rsinfer"] = meta
+    return done
+
+
 def open_store_arrays(path: str, with_probs: bool) -> tuple[zarr.Array, zarr.Array | None]:
     """The ``labels`` and (when asked) ``probs`` arrays of a finished store, for reading."""
     group = zarr.open_group(path, mode="r")
