@@ -10,6 +10,7 @@ and GPUs) and shuts it down at the end, leaving nothing running; with ``auto`` o
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -41,13 +42,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         return
     env = {"env_vars": {"RAY_DEDUP_LOGS": "0"}}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level=logging.WARNING)
     else:
         ray.init(
             num_cpus=num_cpus or os.cpu_count(),
             num_gpus=num_gpus,
             include_dashboard=False,
             log_to_driver=False,
+            logging_level=logging.WARNING,
             runtime_env=env,
         )
     try:

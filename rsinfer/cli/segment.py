@@ -73,6 +73,17 @@ from rsinfer.cli.progress import TileProgress
     show_default=True,
     help="On SIGINT/SIGTERM/SIGHUP, keep the rows done for --resume.",
 )
+@click.option(
+    "--distributed",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Split the raster's rows over N Ray workers (same output bytes) [one process].",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="With --distributed: a Ray cluster to join (auto or HOST:PORT) [a local Ray for the run].",
+)
 @options.quiet_opt
 def segment(
     input,
@@ -96,6 +107,8 @@ def segment(
     overwrite,
     resume,
     keep_partial,
+    distributed,
+    address,
     quiet,
 ):
     """Segment INPUT window by window with a model and write a label map to --output.
@@ -133,7 +146,12 @@ def segment(
         if quiet:
             warnings.simplefilter("ignore")
         with TileProgress(disable=quiet) as progress, stop_on_signals() as stop:
-            report = run_segment(opts, progress=progress.update, stop=stop)
+            if distributed:
+                from rsinfer.distributed import run_segment_distributed
+
+                report = run_segment_distributed(opts, distributed, address, progress=progress.update)
+            else:
+                report = run_segment(opts, progress=progress.update, stop=stop)
     if not quiet:
         click.echo(
             f"rsinfer: {report.input} -> {', '.join(report.outputs)}: {report.width}x{report.height} px, "

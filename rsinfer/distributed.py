@@ -1,0 +1,124 @@
+"""One raster across several workers: strips of whole chunk rows, filled by Ray tasks into one store.
+
+The driver claims the output and creates its chunk store (as ``segment`` does), cuts the
+rows still to do into strips of whole output-chunk rows, and hands each strip to a Ray task.
+A task loads the model, runs the job for its strip (reading the halo of tile rows its
+strip needs) and writes its chunks straight into the store; the driver alone records each
+finished strip in the store's completion record. When every strip is in, the driver makes
+the final output from the store. Every pixel is computed by the same tiles, in the same
+order, as in one process, so the output is byte-identical to ``segment``'s; global-local
+models see the same regions and global views whatever the split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import rasterio
+
+from .backends import resolve_device
+from .backends.factory import backend_label, make_backend
+from .batching import BatchSize
+from .io.writers import open_writer
+from .io.zarr_writer import record_completed
+from .job import JobStats, ProgressFn, run_job
+from .memory import peak_rss_mb
+from .pipeline import (
+    SegmentOptions,
+    SegmentReport,
+    choose_batch_size,
+    claimed_output,
+    finish_from_store,
+    prepare_segment,
+)
+from .predictors import make_predictor
+from .ray_runtime import ray_session
+from .tiling import Span
+
+
+def strips(rows: Span, chunk: int, parts: int) -> list[Span]:
+    """``rows`` cut into at most ``parts`` strips of whole chunk rows (the last may end on the raster's edge)."""
+    first = rows.start // chunk
+    chunks = -(-(rows.stop - first * chunk) // chunk)
+    parts = max(1, min(parts, chunks))
+    bounds = [first + round(i * chunks / parts) for i in range(parts + 1)]
+    return [Span(max(rows.start, a * chunk), min(rows.stop, b * chunk)) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+@dataclass
+class StripResult:
+    rows: Span
+    tiles_predicted: int
+    tiles_skipped: int
+    model_calls: int
+    device: str
+    backend: str
+
+
+def fill_strip(opts: SegmentOptions, rows: Span) -> StripResult:
+    """Run ``rows`` of the job into its existing chunk store (in a Ray task, or any process)."""
+    setup = prepare_segment(opts, check_outputs_first=False)
+    loaded, info, grid = setup.loaded, setup.info, setup.grid
+    device = resolve_device(opts.device)
+    backend = make_backend(loaded, opts.backend, device, info.value_scale, opts.precision, opts.onnx, setup.mode)
+    predictor = make_predictor(loaded, backend, info, grid, setup.mode)
+    batch_size = BatchSize(choose_batch_size(opts.batch_size, opts.max_gpu_mem, predictor, grid, info))
+    with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb):
+        with open_writer(setup.store_spec, "update", record_progress=False) as writer:
+            stats: JobStats = run_job(setup.job(predictor, writer, rows, batch_size=batch_size))
+            writer.close()
+    return StripResult(rows, backend.tiles, stats.tiles_skipped, backend.calls, str(device), backend_label(backend))
+
+
+def run_segment_distributed(
+    opts: SegmentOptions,
+    workers: int,
+    address: str | None = None,
+    progress: ProgressFn | None = None,
+    gpus_per_worker: float | None = None,
+) -> SegmentReport:
+    """``segment`` with the rows split over ``workers`` Ray tasks; the same output bytes as :func:`run_segment`."""
+    start = time.perf_counter()
+    setup = prepare_segment(opts)
+    info, chunk = setup.info, setup.spec.chunk
+    device = resolve_device(opts.device)
+    gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.type == "cuda" else 0.0)
+    results: list[StripResult] = []
+    # Workers take one device each; the driver passes no device index, so each uses its own.
+    task_opts = replace(opts, device="cuda" if gpus else "cpu")
+    with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb), claimed_output(setup) as first_row:
+        todo = strips(Span(first_row, info.height), chunk, workers) if first_row < info.height else []
+        with ray_session(address, num_cpus=None) as ray:
+            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(fill_strip)
+            pending = {task.remote(task_opts, rows): rows for rows in todo}
+            rows_done = 0
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                result: StripResult = ray.get(ready[0])
+                del pending[ready[0]]
+                record_completed(setup.store_spec.path, result.rows)
+                results.append(result)
+                rows_done += result.rows.size
+                if progress:  # in tiles, as segment counts them: the share of rows done
+                    total = len(setup.grid)
+                    progress(round(total * rows_done / info.height), total, rows_done * info.width)
+        finish_from_store(setup)
+    return SegmentReport(
+        input=info.path,
+        outputs=setup.finals,
+        model=setup.loaded.name,
+        device=results[0].device if results else str(device),
+        width=info.width,
+        height=info.height,
+        tiles=len(setup.grid),
+        tiles_predicted=sum(r.tiles_predicted for r in results),
+        tiles_skipped=sum(r.tiles_skipped for r in results),
+        model_calls=sum(r.model_calls for r in results),
+        seconds=time.perf_counter() - start,
+        peak_rss_mb=peak_rss_mb(),
+        backend=f"{results[0].backend if results else 'torch'} on {len(todo)} Ray workers",
+        completed_rows=[(0, info.height)],
+        weights=setup.loaded.weights,
+        resumed_from_row=first_row,
+    )
