@@ -38,9 +38,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import bench, convert_weights, evaluate, export, list_models, segment, synth
+    from . import batch, bench, convert_weights, evaluate, export, list_models, segment, synth
 
     main.add_command(segment.segment)
+    main.add_command(batch.batch)
     main.add_command(convert_weights.convert_weights)
     main.add_command(export.export)
     main.add_command(bench.bench)

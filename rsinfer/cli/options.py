@@ -88,3 +88,51 @@ blend_opt = click.option(
     show_default=True,
     help="How overlapping tiles merge: keep tile centres, or weight the overlap.",
 )
+
+
+# The options below were inline in segment; they live here so that segment and batch share them.
+probs_opt = click.option("--probs", is_flag=True, help="Also write class probabilities as uint8 (x255).")
+scale_opt = click.option(
+    "--scale",
+    "value_scale",
+    type=float,
+    default=None,
+    help="Multiply raw values by this before the model's normalization [from the data type].",
+)
+mode_opt = click.option(
+    "--mode",
+    type=click.Choice(["global-local", "global", "patch"]),
+    default=None,
+    help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
+    "[global-local].",
+)
+backend_opt = click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).",
+)
+onnx_opt = click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Exported graph for --backend onnx [exported and cached on first use].",
+)
+precision_opt = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision of the torch backend.",
+)
+max_gpu_mem_opt = click.option(
+    "--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory]."
+)
+resume_opt = click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue what an interrupted run of the same job left (same bytes as one run); "
+    "batch also skips scenes already done.",
+)

@@ -1,0 +1,171 @@
+"""rsinfer batch on a local Ray (2 CPUs, started once for the module): outputs equal to segment's,
+a corrupt scene failing alone, --resume, a worker that dies mid-scene, manifests, name clashes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+
+import pytest
+
+from rsinfer.batch import CRASH_HOOK
+from rsinfer.cli.main import main
+from rsinfer.pipeline import JobInterrupted, SegmentOptions, run_segment
+from rsinfer.signals import StopRequest
+from rsinfer.synth.scene import write_synthetic_scene
+
+ray = pytest.importorskip("ray")
+
+NAMES = ("a", "b", "c")
+SEGMENT = dict(model="lanet-lite", tile=128, overlap=32)
+OPTS = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32", "--retry-delay", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def crash_marker(tmp_path_factory):
+    """Write an input's file name here: the actor running that scene dies once, mid-scene."""
+    return tmp_path_factory.mktemp("hook") / "crash"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(crash_marker):
+    # Actors see the hook through the job's environment; ray_session uses this Ray as it is.
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {CRASH_HOOK: str(crash_marker)}},
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scenes")
+    labels = tmp_path_factory.mktemp("labels")
+    for seed, name in enumerate(NAMES):
+        write_synthetic_scene(folder / f"{name}.tif", labels / f"{name}.tif", 300, 300, seed=seed)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(scenes, tmp_path_factory):
+    """segment's bytes for each scene, run in this process."""
+    out = tmp_path_factory.mktemp("reference")
+    for name in NAMES:
+        run_segment(SegmentOptions(str(scenes / f"{name}.tif"), str(out / f"{name}.tif"), device="cpu", **SEGMENT))
+    return {name: (out / f"{name}.tif").read_bytes() for name in NAMES}
+
+
+def read_report(path):
+    with open(path) as f:
+        report = json.load(f)
+    with open(path.with_suffix(".csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["input"] for r in rows] == [r["input"] for r in report["scenes"]]
+    assert [r["status"] for r in rows] == [r["status"] for r in report["scenes"]]
+    return {os.path.basename(r["input"]): r for r in report["scenes"]}, report["summary"]
+
+
+def test_batch_matches_segment_and_a_corrupt_scene_fails_alone(runner, scenes, reference, real_data, tmp_path):
+    corrupt = tmp_path / "in" / "corrupt.tif"
+    corrupt.parent.mkdir()
+    shutil.copy(real_data / "corrupt.tif", corrupt)
+    out = tmp_path / "out"  # created by batch
+    res = runner.invoke(
+        main, ["batch", str(scenes / "*.tif"), str(corrupt), "-o", str(out), *OPTS, "--report", str(out / "r.json")]
+    )
+    assert res.exit_code == 1, res.output
+    for name in NAMES:
+        assert (out / f"{name}.tif").read_bytes() == reference[name]
+    assert sorted(os.listdir(out)) == ["a.tif", "b.tif", "c.tif", "r.csv", "r.json"]  # nothing of the failure
+
+    rows, summary = read_report(out / "r.json")
+    assert [rows[f"{n}.tif"]["status"] for n in NAMES] == ["ok"] * 3
+    assert all(rows[f"{n}.tif"]["tiles"] == 9 and rows[f"{n}.tif"]["device"] == "cpu" for n in NAMES)
+    failed = rows["corrupt.tif"]
+    assert failed["status"] == "failed" and failed["attempts"] == 1  # bad input is not retried
+    assert "corrupt.tif" in failed["error"] and "cannot read" in failed["error"]
+    assert summary["scenes"] == 4 and summary["ok"] == 3 and summary["failed"] == 1 and summary["workers"] == 2
+
+    lines = res.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("rsinfer batch: failed:")] == [
+        f"rsinfer batch: failed: {failed['error']}"
+    ]
+    assert lines[-1].startswith("rsinfer batch: 4 scenes, ok 3, failed 1, skipped 0,") and "Mpx/s" in lines[-1]
+
+
+def test_resume_skips_finished_scenes_and_continues_interrupted_ones(runner, scenes, reference, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.tif").write_bytes(reference["a"])  # finished by an earlier run
+    os.utime(out / "a.tif", (1e9, 1e9))
+    stop = StopRequest()
+    with pytest.raises(JobInterrupted):  # b: stopped after its first batch, its store kept
+        run_segment(
+            SegmentOptions(str(scenes / "b.tif"), str(out / "b.tif"), device="cpu", **SEGMENT),
+            progress=lambda *_: stop.set(signal.SIGTERM),
+            stop=stop,
+        )
+    assert (out / "b.tif.partial.zarr").is_dir()
+    args = ["batch", str(scenes), "-o", str(out), *OPTS, "--report", str(out / "r.json"), "-q"]
+
+    refused = runner.invoke(main, args)  # c never started
+    assert refused.exit_code == 1 and "--resume" in refused.output and "a.tif: output exists" in refused.output
+    assert sorted(os.listdir(out)) == ["a.tif", "b.tif.partial.zarr"]
+
+    res = runner.invoke(main, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    rows, summary = read_report(out / "r.json")
+    assert {n: r["status"] for n, r in rows.items()} == {"a.tif": "skipped", "b.tif": "ok", "c.tif": "ok"}
+    assert os.stat(out / "a.tif").st_mtime == 1e9
+    for name in NAMES:
+        assert (out / f"{name}.tif").read_bytes() == reference[name]
+    assert not (out / "b.tif.partial.zarr").exists()
+
+    mtimes = {name: os.stat(out / f"{name}.tif").st_mtime_ns for name in NAMES}
+    again = runner.invoke(main, [*args, "--resume"])  # all done: nothing runs
+    assert again.exit_code == 0, again.output
+    rows, summary = read_report(out / "r.json")
+    assert summary["skipped"] == 3 and summary["workers"] == 0
+    assert {name: os.stat(out / f"{name}.tif").st_mtime_ns for name in NAMES} == mtimes
+
+
+def test_a_worker_that_dies_mid_scene_is_replaced_and_the_scene_rerun(
+    runner, scenes, reference, tmp_path, crash_marker
+):
+    manifest = tmp_path / "lists" / "scenes.csv"
+    manifest.parent.mkdir()
+    a, b = (os.path.relpath(scenes / f"{n}.tif", manifest.parent) for n in "ab")
+    manifest.write_text(f"input,output\n{a},first\n# a comment\n\n{b},second.tif\n")
+    crash_marker.write_text("b.tif")
+    out = tmp_path / "out"
+    try:
+        res = runner.invoke(
+            main, ["batch", str(manifest), "-o", str(out), *OPTS, "--report", str(out / "r.json"), "-q"]
+        )
+        assert res.exit_code == 0, res.output
+        assert not crash_marker.exists()  # the worker did die
+    finally:
+        crash_marker.unlink(missing_ok=True)
+    assert (out / "first.tif").read_bytes() == reference["a"]
+    assert (out / "second.tif").read_bytes() == reference["b"]
+    assert sorted(os.listdir(out)) == ["first.tif", "r.csv", "r.json", "second.tif"]  # no lock, no store
+    rows, summary = read_report(out / "r.json")
+    assert rows["a.tif"]["attempts"] == 1 and rows["b.tif"]["attempts"] == 2
+    assert rows["b.tif"]["status"] == "ok" and summary["retries"] == 1
+
+
+def test_two_inputs_with_one_stem_are_refused_before_anything_runs(runner, scenes, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(scenes / "a.tif", other / "a.tif")
+    out = tmp_path / "out"
+    res = runner.invoke(main, ["batch", str(scenes), str(other), "-o", str(out), *OPTS])
+    assert res.exit_code == 1
+    assert res.output.count("\n") == 1 and "written by two inputs" in res.output and "a.tif" in res.output
+    assert not out.exists()
