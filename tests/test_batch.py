@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from rsinfer.batch import CRASH_HOOK
 from rsinfer.cli.main import main
 from rsinfer.pipeline import JobInterrupted, SegmentOptions, run_segment
 from rsinfer.signals import StopRequest
@@ -24,23 +26,33 @@ SEGMENT = dict(model="lanet-lite", tile=128, overlap=32)
 OPTS = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32", "--retry-delay", "0.2"]
 
 
-@pytest.fixture(scope="module")
-def crash_marker(tmp_path_factory):
-    """Write an input's file name here: the actor running that scene dies once, mid-scene."""
-    return tmp_path_factory.mktemp("hook") / "crash"
-
-
 @pytest.fixture(scope="module", autouse=True)
-def local_ray(crash_marker):
-    # Actors see the hook through the job's environment; ray_session uses this Ray as it is.
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {CRASH_HOOK: str(crash_marker)}},
-    )
+def local_ray():
+    # ray_session uses this Ray as it is.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def kill_the_worker_of(output, killed: list[int], timeout: float = 60) -> threading.Thread:
+    """A thread that SIGKILLs the worker process writing ``output`` as soon as it starts (the
+    output's lock names its pid): a real kill -9 of a Ray actor mid-scene."""
+
+    def watch() -> None:
+        lock, deadline = Path(f"{output}.lock"), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid = json.loads(lock.read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.002)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture(scope="module")
@@ -135,23 +147,18 @@ def test_resume_skips_finished_scenes_and_continues_interrupted_ones(runner, sce
     assert {name: os.stat(out / f"{name}.tif").st_mtime_ns for name in NAMES} == mtimes
 
 
-def test_a_worker_that_dies_mid_scene_is_replaced_and_the_scene_rerun(
-    runner, scenes, reference, tmp_path, crash_marker
-):
+def test_a_worker_that_dies_mid_scene_is_replaced_and_the_scene_rerun(runner, scenes, reference, tmp_path):
     manifest = tmp_path / "lists" / "scenes.csv"
     manifest.parent.mkdir()
     a, b = (os.path.relpath(scenes / f"{n}.tif", manifest.parent) for n in "ab")
     manifest.write_text(f"input,output\n{a},first\n# a comment\n\n{b},second.tif\n")
-    crash_marker.write_text("b.tif")
     out = tmp_path / "out"
-    try:
-        res = runner.invoke(
-            main, ["batch", str(manifest), "-o", str(out), *OPTS, "--report", str(out / "r.json"), "-q"]
-        )
-        assert res.exit_code == 0, res.output
-        assert not crash_marker.exists()  # the worker did die
-    finally:
-        crash_marker.unlink(missing_ok=True)
+    killed: list[int] = []
+    killer = kill_the_worker_of(out / "second.tif", killed)
+    res = runner.invoke(main, ["batch", str(manifest), "-o", str(out), *OPTS, "--report", str(out / "r.json"), "-q"])
+    killer.join()
+    assert res.exit_code == 0, res.output
+    assert len(killed) == 1 and killed[0] != os.getpid()  # a worker process did die
     assert (out / "first.tif").read_bytes() == reference["a"]
     assert (out / "second.tif").read_bytes() == reference["b"]
     assert sorted(os.listdir(out)) == ["first.tif", "r.csv", "r.json", "second.tif"]  # no lock, no store

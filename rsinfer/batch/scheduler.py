@@ -1,0 +1,208 @@
+"""Handing scenes to worker actors: resources, retries with backoff, replacing dead actors."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RsinferError
+from .inputs import DEVICES, Scene
+from .report import SceneResult
+from .worker import SceneTask, SceneWorker
+
+
+@dataclass
+class BatchOptions:
+    segment: dict[str, Any]  # SegmentOptions fields every scene shares (model, tile, overwrite, ...)
+    device: str = "auto"  # auto: CUDA on actors with a GPU; cpu; cuda
+    workers: int | None = None  # None: as many as the resources allow
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs (and device is not cpu)
+    retries: int = 2
+    retry_delay: float = 1.0  # seconds before the first retry, doubled for each next one
+    resume: bool = False
+
+
+def check_options(opts: BatchOptions) -> None:
+    """Refuse options that would fail every scene, once, before any work (loads the model once)."""
+    from ..loading import load_model
+    from ..pipeline import SegmentOptions
+
+    if opts.device not in DEVICES:
+        raise RsinferError(f"--device {opts.device}: Ray gives each worker its GPU; choose one of {', '.join(DEVICES)}")
+    seg = opts.segment
+    SegmentOptions(input="", output="", **seg)  # checks the choices
+    loaded = load_model(seg.get("model"), seg.get("weights"), tile=seg.get("tile"), overlap=seg.get("overlap"))
+    loaded.set_mode(seg.get("mode"))
+
+
+def worker_resources(ray: Any, opts: BatchOptions) -> tuple[float, float]:
+    """(CPUs, GPUs) each actor asks Ray for."""
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = opts.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if cluster_gpus > 0 and opts.device != "cpu" else 0.0
+    if opts.device == "cuda" and gpus == 0:
+        raise RsinferError("--device cuda: the Ray cluster has no GPU (or --gpus-per-worker is 0)")
+    return opts.cpus_per_worker, gpus
+
+
+def worker_count(ray: Any, requested: int | None, scenes: int, cpus: float, gpus: float) -> int:
+    """``requested`` actors, or as many as the cluster's resources hold; never more than the scenes."""
+    if requested:
+        return max(1, min(requested, scenes))
+    total = ray.cluster_resources()
+    fit = int(total.get("CPU", 0) / cpus + 1e-9) if cpus > 0 else scenes
+    if gpus > 0:
+        fit = min(fit, int(total.get("GPU", 0) / gpus + 1e-9))
+    if fit < 1:
+        raise RsinferError(
+            f"no worker fits: the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs, "
+            f"a worker asks for {cpus:g} and {gpus:g} (--cpus-per-worker, --gpus-per-worker)"
+        )
+    return min(fit, scenes)
+
+
+@dataclass
+class _Worker:
+    actor: Any
+    identity: Any  # ObjectRef of (host, pid), asked at creation
+
+
+class _Scheduler:
+    """Scenes to actors one at a time; failures retried with backoff; dead actors replaced."""
+
+    def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result):
+        self.ray = ray
+        self.scenes = scenes
+        self.opts = opts
+        self.on_result = on_result
+        cpus, gpus = worker_resources(ray, opts)
+        self.count = worker_count(ray, opts.workers, len(scenes), cpus, gpus)
+        # No Ray restarts or task retries: the driver retries, with backoff and a fresh actor.
+        self.actor_class = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
+        self.actor_args = (opts.segment, opts.device, max(1, int(cpus)))
+        self.queue: deque[tuple[float, SceneTask]] = deque((0.0, SceneTask(s, resume=opts.resume)) for s in scenes)
+        self.idle: list[_Worker] = []
+        self.running: dict[Any, tuple[_Worker, SceneTask]] = {}
+        self.results: dict[Scene, SceneResult] = {}
+
+    def run(self) -> list[SceneResult]:
+        try:
+            self.idle = [self._new_worker() for _ in range(self.count)]
+            while self.queue or self.running:
+                self._dispatch()
+                timeout = self._next_retry_in() if self.idle else None
+                if not self.running:
+                    time.sleep(timeout or 0.0)
+                    continue
+                done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+                for ref in done:
+                    self._collect(ref)
+        except BaseException:
+            self._cancel_running()
+            raise
+        finally:
+            for w in [*self.idle, *(w for w, _ in self.running.values())]:
+                self.ray.kill(w.actor, no_restart=True)
+        return [self.results[s] for s in self.scenes]
+
+    def _new_worker(self) -> _Worker:
+        actor = self.actor_class.remote(*self.actor_args)
+        return _Worker(actor, actor.identity.remote())
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        if self.queue and not self.idle and not self.running:  # every actor gone: one more
+            self.idle.append(self._new_worker())
+        while self.idle and self.queue and self.queue[0][0] <= now:
+            _, task = self.queue.popleft()
+            worker = self.idle.pop()
+            self.running[worker.actor.run.remote(task)] = (worker, task)
+        if not self.queue:  # nothing more to hand out: free what idle actors hold
+            for w in self.idle:
+                self.ray.kill(w.actor, no_restart=True)
+            self.idle.clear()
+
+    def _next_retry_in(self) -> float | None:
+        if not self.queue:
+            return None
+        return max(0.0, min(ready for ready, _ in self.queue) - time.monotonic())
+
+    def _collect(self, ref: Any) -> None:
+        ray = self.ray
+        worker, task = self.running.pop(ref)
+        try:
+            result: SceneResult = ray.get(ref)
+        except ray.exceptions.RayActorError as err:  # the process died: the scene gets a new actor
+            dead = self._identity(worker)
+            result = SceneResult(
+                task.scene.input,
+                task.scene.output,
+                "failed",
+                error=f"{task.scene.input}: worker {_name(dead)} died ({_first_line(err)})",
+                worker=_name(dead),
+                retry=True,
+            )
+            task = SceneTask(task.scene, task.attempt, task.resume, dead)
+            if self.queue or task.attempt <= self.opts.retries:
+                self.idle.append(self._new_worker())
+        except ray.exceptions.RayError as err:  # Ray could not run the method (the actor may live on)
+            result = SceneResult(task.scene.input, task.scene.output, "failed", error=_first_line(err), retry=True)
+            self.idle.append(worker)
+        else:
+            self.idle.append(worker)
+        result.attempts = task.attempt
+        if result.status == "failed" and result.retry and task.attempt <= self.opts.retries:
+            delay = self.opts.retry_delay * 2 ** (task.attempt - 1)
+            # A dead actor leaves its partial store: the retry continues it, which gives the bytes
+            # of one uninterrupted run (after other failures run_segment has removed the store).
+            retry = SceneTask(task.scene, task.attempt + 1, True, task.dead_worker)
+            self.queue.append((time.monotonic() + delay, retry))
+            return
+        self.results[task.scene] = result
+        if self.on_result:
+            self.on_result(result)
+
+    def _identity(self, worker: _Worker) -> tuple[str, int] | None:
+        try:
+            host, pid = self.ray.get(worker.identity, timeout=5)
+            return str(host), int(pid)
+        except Exception:  # it died before answering
+            return None
+
+    def _cancel_running(self, grace: float = 10.0) -> None:
+        """Ask running scenes to stop between batches (their partial stores are kept for --resume)."""
+        refs = list(self.running)
+        try:
+            for ref in refs:
+                self.ray.cancel(ref)
+            if refs:
+                self.ray.wait(refs, num_returns=len(refs), timeout=grace)
+        except BaseException:  # a second Ctrl-C, or Ray already gone: the actors are killed next
+            pass
+
+
+def _name(identity: tuple[str, int] | None) -> str:
+    return f"{identity[0]}:{identity[1]}" if identity else "?"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def run_batch(
+    ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result: Callable[[SceneResult], None] | None = None
+) -> tuple[list[SceneResult], int]:
+    """Run ``scenes`` on Ray actors; their results in the order of ``scenes``, and the actor count.
+
+    ``on_result`` is called as each scene ends (retries included in it).
+    """
+    if not scenes:
+        return [], 0
+    scheduler = _Scheduler(ray, scenes, opts, on_result)
+    return scheduler.run(), scheduler.count
