@@ -87,9 +87,7 @@ def _absolute_if_file(path: str | None) -> str | None:
 @options.onnx_opt
 @options.precision_opt
 @options.max_gpu_mem_opt
-@click.option(
-    "--address", default=None, help="Ray cluster to join: auto or HOST:PORT [a local Ray started for the run]."
-)
+@options.address_opt
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -136,3 +136,6 @@ resume_opt = click.option(
     help="Continue what an interrupted run of the same job left (same bytes as one run); "
     "batch also skips scenes already done.",
 )
+address_opt = click.option(
+    "--address", default=None, help="Ray cluster to join: auto or HOST:PORT [a local Ray started for the run]."
+)

@@ -21,52 +21,16 @@ from rsinfer.cli.progress import TileProgress
 @options.device_opt
 @options.bands_opt
 @options.blend_opt
-@click.option("--probs", is_flag=True, help="Also write class probabilities as uint8 (x255).")
-@click.option(
-    "--scale",
-    "value_scale",
-    type=float,
-    default=None,
-    help="Multiply raw values by this before the model's normalization [from the data type].",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["global-local", "global", "patch"]),
-    default=None,
-    help="Global-local models (GLNet, GLCANet): both branches, the global branch alone, or patches alone "
-    "[global-local].",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["torch", "onnx"]),
-    default="torch",
-    show_default=True,
-    help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).",
-)
-@click.option(
-    "--onnx",
-    "onnx_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Exported graph for --backend onnx [exported and cached on first use].",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="Autocast precision of the torch backend.",
-)
-@click.option(
-    "--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory]."
-)
+@options.probs_opt
+@options.scale_opt
+@options.mode_opt
+@options.backend_opt
+@options.onnx_opt
+@options.precision_opt
+@options.max_gpu_mem_opt
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the partial output an interrupted run of the same job left (same bytes as one run).",
-)
+@options.resume_opt
 @click.option(
     "--keep-partial/--no-keep-partial",
     default=True,
@@ -79,11 +43,7 @@ from rsinfer.cli.progress import TileProgress
     default=None,
     help="Split the raster's rows over N Ray workers (same output bytes) [one process].",
 )
-@click.option(
-    "--address",
-    default=None,
-    help="With --distributed: a Ray cluster to join (auto or HOST:PORT) [a local Ray for the run].",
-)
+@options.address_opt
 @options.quiet_opt
 def segment(
     input,
