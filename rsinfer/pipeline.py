@@ -181,13 +181,17 @@ class SegmentSetup:
         return gdal_cache_mb(self.info, self.grid.tile_shape[0], config.num_classes if self.opts.probs else 0)
 
 
-def prepare_segment(opts: SegmentOptions, check_outputs_first: bool = True) -> SegmentSetup:
-    """Load the model and inspect the raster; with ``check_outputs_first``, refuse outputs that are
-    the input or exist (without ``--overwrite``) before any of that work."""
+def prepare_segment(
+    opts: SegmentOptions, check_outputs_first: bool = True, loaded: LoadedModel | None = None
+) -> SegmentSetup:
+    """Load the model (unless ``loaded`` is the one ``opts`` asks for, already loaded) and inspect
+    the raster; with ``check_outputs_first``, refuse outputs that are the input or exist
+    (without ``--overwrite``) before any of that work."""
     finals = output_paths(opts.output, opts.probs)
     if check_outputs_first:
         refuse_inputs_as_outputs([opts.input], [*finals, store_path(opts.output)])
-    loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+    if loaded is None:
+        loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
     config = loaded.config
     mode = loaded.set_mode(opts.mode)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
@@ -240,15 +244,19 @@ def finish_from_store(setup: SegmentSetup) -> None:
 
 
 def run_segment(
-    opts: SegmentOptions, progress: ProgressFn | None = None, stop: StopRequest | None = None
+    opts: SegmentOptions,
+    progress: ProgressFn | None = None,
+    stop: StopRequest | None = None,
+    loaded: LoadedModel | None = None,
 ) -> SegmentReport:
     """Segment ``opts.input`` into ``opts.output``; raises RsinferError subclasses on bad input.
 
     ``stop`` (see :func:`rsinfer.signals.stop_on_signals`) ends the run early with
-    :class:`JobInterrupted`, keeping the rows done for ``opts.resume``.
+    :class:`JobInterrupted`, keeping the rows done for ``opts.resume``. ``loaded``: the model
+    ``opts`` names, already loaded (a worker that runs many scenes loads it once).
     """
     start = time.perf_counter()
-    setup = prepare_segment(opts)
+    setup = prepare_segment(opts, loaded=loaded)
     info, grid, loaded = setup.info, setup.grid, setup.loaded
     device = resolve_device(opts.device)
     backend = make_backend(loaded, opts.backend, device, info.value_scale, opts.precision, opts.onnx, setup.mode)

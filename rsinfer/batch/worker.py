@@ -29,7 +29,8 @@ class SceneTask:
 class SceneWorker:
     """A Ray actor: runs one scene at a time through ``run_segment``.
 
-    Nothing is kept between scenes but the process: the model is loaded for each scene.
+    Every scene of a batch runs with the same model options, so the model is loaded by the
+    first scene and kept for the others (on the actor's device, warm).
     """
 
     def __init__(self, segment: dict[str, Any], device: str, read_workers: int):
@@ -40,6 +41,7 @@ class SceneWorker:
         has_gpu = bool(ray.get_gpu_ids())  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPUs
         self.device = "cpu" if device == "cpu" or (device == "auto" and not has_gpu) else "cuda"
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._loaded: Any = None  # the LoadedModel, once the first scene has loaded it
 
     def identity(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
@@ -66,7 +68,11 @@ class SceneWorker:
                     resume=task.resume,
                     **self.segment,
                 )
-                report = run_segment(opts, progress=_progress_hook(scene, stop), stop=stop)
+                if self._loaded is None:
+                    from ..loading import load_model
+
+                    self._loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+                report = run_segment(opts, progress=_progress_hook(scene, stop), stop=stop, loaded=self._loaded)
         except RsinferError as err:  # bad input, an unwritable output: another attempt would fail alike
             result.error = _naming(scene.input, str(err))
         except Exception as err:  # anything else may pass (a CUDA error, a network file system)
