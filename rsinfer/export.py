@@ -205,15 +205,11 @@ def cached_onnx(model: nn.Module, config: ModelConfig, mode: str | None) -> tupl
     The cache key covers the model, tile, mode and a digest of the weights, so a new
     checkpoint never reuses an old graph.
     """
-    import hashlib
+    from .weights import state_dict_sha256
 
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     cache = onnx_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{digest.hexdigest()[:16]}.onnx"
+    path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{state_dict_sha256(model)[:16]}.onnx"
     if path.exists():
         return path, None
     return path, export_onnx(model, config, config.tile, path).sessions

@@ -13,13 +13,10 @@ job's, from the first chunk row not complete, so the result equals an uninterrup
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
-
-import torch.nn as nn
 
 from .errors import RsinferError
 from .io.outputs import remove
@@ -31,15 +28,6 @@ FINGERPRINT_FILE = "rsinfer-job.json"
 def store_path(final: str | os.PathLike[str]) -> str:
     """The chunk store of an unfinished output: ``<final>.partial.zarr``."""
     return f"{os.fspath(final)}.partial.zarr"
-
-
-def weights_digest(module: nn.Module) -> str:
-    """sha256 of a model's state dict (names and values): identifies the weights that ran."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def input_identity(path: str) -> dict[str, Any]:

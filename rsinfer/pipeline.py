@@ -47,12 +47,12 @@ from .partial import (
     remove_stray_files,
     resume_row,
     store_path,
-    weights_digest,
     write_fingerprint,
 )
 from .predictors import Predictor, make_predictor
 from .signals import StopRequest
 from .tiling import BLENDS, Blend, Span, TileGrid
+from .weights import state_dict_sha256
 
 Mode = Literal["global-local", "global", "patch"]
 
@@ -322,7 +322,7 @@ def job_fingerprint(opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel,
         **input_identity(info.path),
         "model": loaded.name,
         "weights": loaded.weights,
-        "weights_sha256": weights_digest(loaded.module),
+        "weights_sha256": state_dict_sha256(loaded.module),
         "tile": loaded.config.tile,
         "overlap": loaded.config.overlap,
         "blend": opts.blend,

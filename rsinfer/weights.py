@@ -93,6 +93,15 @@ def save_manifest_entry(manifest: str | Path, entry: WeightEntry) -> None:
     manifest.write_text(json.dumps(raw, indent=2) + "\n")
 
 
+def state_dict_sha256(module: nn.Module) -> str:
+    """sha256 of a model's state dict (names and values): identifies the weights that ran."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def sha256_of(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -72,21 +72,7 @@ def _absolute_if_file(path: str | None) -> str | None:
     show_default=True,
     help="Outputs OUTDIR/<stem>.tif or OUTDIR/<stem>.zarr.",
 )
-@options.model_opt
-@options.weights_opt
-@options.tile_opt
-@options.overlap_opt
-@options.batch_opt
-@options.device_opt
-@options.bands_opt
-@options.blend_opt
-@options.probs_opt
-@options.scale_opt
-@options.mode_opt
-@options.backend_opt
-@options.onnx_opt
-@options.precision_opt
-@options.max_gpu_mem_opt
+@options.segment_job_opts
 @options.address_opt
 @click.option(
     "--workers",

@@ -139,3 +139,28 @@ resume_opt = click.option(
 address_opt = click.option(
     "--address", default=None, help="Ray cluster to join: auto or HOST:PORT [a local Ray started for the run]."
 )
+
+
+def segment_job_opts(f):
+    """Every option that says how one scene is segmented, as ``segment`` and ``batch`` both take them."""
+    for opt in reversed(
+        (
+            model_opt,
+            weights_opt,
+            tile_opt,
+            overlap_opt,
+            batch_opt,
+            device_opt,
+            bands_opt,
+            blend_opt,
+            probs_opt,
+            scale_opt,
+            mode_opt,
+            backend_opt,
+            onnx_opt,
+            precision_opt,
+            max_gpu_mem_opt,
+        )
+    ):
+        f = opt(f)
+    return f

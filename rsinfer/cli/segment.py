@@ -13,21 +13,7 @@ from rsinfer.cli.progress import TileProgress
 @click.command(short_help="Segment a raster into a label map (GeoTIFF or zarr).")
 @click.argument("input", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(), help="labels.tif or labels.zarr")
-@options.model_opt
-@options.weights_opt
-@options.tile_opt
-@options.overlap_opt
-@options.batch_opt
-@options.device_opt
-@options.bands_opt
-@options.blend_opt
-@options.probs_opt
-@options.scale_opt
-@options.mode_opt
-@options.backend_opt
-@options.onnx_opt
-@options.precision_opt
-@options.max_gpu_mem_opt
+@options.segment_job_opts
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
 @options.resume_opt
