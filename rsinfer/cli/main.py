@@ -38,7 +38,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import batch, bench, convert_weights, evaluate, export, list_models, segment, synth
+    from . import batch, bench, convert_weights, evaluate, export, list_models, segment, synth, vectorize
 
     main.add_command(segment.segment)
     main.add_command(batch.batch)
@@ -48,6 +48,7 @@ def _register() -> None:
     main.add_command(evaluate.evaluate)
     main.add_command(synth.synth)
     main.add_command(list_models.models)
+    main.add_command(vectorize.vectorize)
 
 
 _register()
