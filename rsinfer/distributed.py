@@ -77,20 +77,24 @@ def run_segment_distributed(
     address: str | None = None,
     progress: ProgressFn | None = None,
     gpus_per_worker: float | None = None,
+    cpus_per_worker: float = 1.0,
+    retries: int = 2,
 ) -> SegmentReport:
-    """``segment`` with the rows split over ``workers`` Ray tasks; the same output bytes as :func:`run_segment`."""
+    """``segment`` with the rows split into ``workers`` strips, each a Ray task; the same output
+    bytes as :func:`run_segment`. Ray reruns a strip whose worker died, ``retries`` times."""
     start = time.perf_counter()
     setup = prepare_segment(opts)
     info, chunk = setup.info, setup.spec.chunk
-    device = resolve_device(opts.device)
-    gpus = gpus_per_worker if gpus_per_worker is not None else (1.0 if device.type == "cuda" else 0.0)
+    if gpus_per_worker is None:  # segment --distributed: GPUs when this machine has them
+        gpus_per_worker = 1.0 if resolve_device(opts.device).type == "cuda" else 0.0
+    gpus = gpus_per_worker
     results: list[StripResult] = []
     # Workers take one device each; the driver passes no device index, so each uses its own.
     task_opts = replace(opts, device="cuda" if gpus else "cpu")
     with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb), claimed_output(setup) as first_row:
         todo = strips(Span(first_row, info.height), chunk, workers) if first_row < info.height else []
         with ray_session(address, num_cpus=None) as ray:
-            task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(fill_strip)
+            task = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus, max_retries=retries)(fill_strip)
             pending = {task.remote(task_opts, rows): rows for rows in todo}
             rows_done = 0
             while pending:
@@ -108,7 +112,7 @@ def run_segment_distributed(
         input=info.path,
         outputs=setup.finals,
         model=setup.loaded.name,
-        device=results[0].device if results else str(device),
+        device=results[0].device if results else task_opts.device,
         width=info.width,
         height=info.height,
         tiles=len(setup.grid),

@@ -1,5 +1,6 @@
-"""rsinfer batch on a local Ray (2 CPUs, started once for the module): outputs equal to segment's,
-a corrupt scene failing alone, --resume, a worker that dies mid-scene, manifests, name clashes."""
+"""rsinfer batch on a local Ray (2 CPUs and one simulated GPU, started once for the module):
+outputs equal to segment's, a corrupt scene failing alone, --resume, a worker that dies
+mid-scene, Ctrl-C, GPU placement, --split, manifests, name clashes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rsinfer.cli.main import main
-from rsinfer.pipeline import JobInterrupted, SegmentOptions, run_segment
+from rsinfer.pipeline import JobInterrupted, SegmentOptions, output_paths, run_segment
 from rsinfer.signals import StopRequest
 from rsinfer.synth.scene import write_synthetic_scene
 
@@ -23,14 +26,15 @@ ray = pytest.importorskip("ray")
 
 NAMES = ("a", "b", "c")
 SEGMENT = dict(model="lanet-lite", tile=128, overlap=32)
-OPTS = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32", "--retry-delay", "0.2"]
+OPTS = ["--model", "lanet-lite", "--tile", "128", "--overlap", "32", "--retry-delay", "0.2", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    # ray_session uses this Ray as it is.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    # ray_session uses this Ray as it is. Ray takes the GPU on trust: actors asking for it are
+    # placed and given CUDA_VISIBLE_DEVICES as on a GPU machine (torch still sees no CUDA).
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 
@@ -73,6 +77,12 @@ def reference(scenes, tmp_path_factory):
     return {name: (out / f"{name}.tif").read_bytes() for name in NAMES}
 
 
+def files_of(folder, outputs, others) -> list[str]:
+    """The names in ``folder`` when it holds exactly ``outputs`` (with their sidecars) and ``others``."""
+    names = [os.path.basename(p) for name in outputs for p in output_paths(str(folder / name), probs=False)]
+    return sorted([*names, *others])
+
+
 def read_report(path):
     with open(path) as f:
         report = json.load(f)
@@ -94,7 +104,7 @@ def test_batch_matches_segment_and_a_corrupt_scene_fails_alone(runner, scenes, r
     assert res.exit_code == 1, res.output
     for name in NAMES:
         assert (out / f"{name}.tif").read_bytes() == reference[name]
-    assert sorted(os.listdir(out)) == ["a.tif", "b.tif", "c.tif", "r.csv", "r.json"]  # nothing of the failure
+    assert sorted(os.listdir(out)) == files_of(out, ["a.tif", "b.tif", "c.tif"], ["r.csv", "r.json"])  # no failure
 
     rows, summary = read_report(out / "r.json")
     assert [rows[f"{n}.tif"]["status"] for n in NAMES] == ["ok"] * 3
@@ -161,7 +171,7 @@ def test_a_worker_that_dies_mid_scene_is_replaced_and_the_scene_rerun(runner, sc
     assert len(killed) == 1 and killed[0] != os.getpid()  # a worker process did die
     assert (out / "first.tif").read_bytes() == reference["a"]
     assert (out / "second.tif").read_bytes() == reference["b"]
-    assert sorted(os.listdir(out)) == ["first.tif", "r.csv", "r.json", "second.tif"]  # no lock, no store
+    assert sorted(os.listdir(out)) == files_of(out, ["first.tif", "second.tif"], ["r.csv", "r.json"])  # no lock
     rows, summary = read_report(out / "r.json")
     assert rows["a.tif"]["attempts"] == 1 and rows["b.tif"]["attempts"] == 2
     assert rows["b.tif"]["status"] == "ok" and summary["retries"] == 1
@@ -176,3 +186,59 @@ def test_two_inputs_with_one_stem_are_refused_before_anything_runs(runner, scene
     assert res.exit_code == 1
     assert res.output.count("\n") == 1 and "written by two inputs" in res.output and "a.tif" in res.output
     assert not out.exists()
+
+
+def test_gpu_workers_are_placed_by_ray_and_two_share_a_gpu_at_half_each(runner, scenes, reference, tmp_path):
+    out = tmp_path / "out"
+    args = [str(scenes / "a.tif"), str(scenes / "b.tif"), "-o", str(out), *OPTS, "--report", str(out / "r.json")]
+    res = runner.invoke(main, ["batch", *args, "--gpus-per-worker", "0.5", "--cpus-per-worker", "0.5", "-q"])
+    assert res.exit_code == 0, res.output
+    rows, summary = read_report(out / "r.json")
+    assert summary["workers"] == 2  # one simulated GPU holds two half-GPU workers
+    assert [rows[n]["gpus"] for n in ("a.tif", "b.tif")] == ["0", "0"]
+    assert rows["a.tif"]["worker"] != rows["b.tif"]["worker"]
+    assert (out / "a.tif").read_bytes() == reference["a"] and (out / "b.tif").read_bytes() == reference["b"]
+
+    # On its own, a worker on a GPU node asks for the whole GPU and runs on CUDA: here torch has
+    # none, which is one line naming the scene, not a crash.
+    on_gpu = [a for a in OPTS if a not in ("--device", "cpu")]
+    res = runner.invoke(main, ["batch", str(scenes / "a.tif"), "-o", str(tmp_path / "auto"), *on_gpu, "-q"])
+    assert res.exit_code == 1
+    assert "a.tif: Ray gave this worker GPU 0 but torch sees no CUDA device" in res.output
+
+
+def test_split_cuts_each_scene_into_strips_with_segments_bytes(runner, scenes, reference, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(
+        main, ["batch", str(scenes / "c.tif"), "-o", str(out), *OPTS, "--split", "3", "--report", str(out / "r.json")]
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "c.tif").read_bytes() == reference["c"]
+    rows, summary = read_report(out / "r.json")
+    assert rows["c.tif"]["status"] == "ok" and rows["c.tif"]["worker"] == "3 strips" and rows["c.tif"]["tiles"] == 9
+
+
+def test_ctrl_c_stops_the_batch_keeps_partial_work_and_resume_finishes_it(
+    local_ray, runner, scenes, reference, tmp_path
+):
+    out = tmp_path / "out"
+    args = ["batch", str(scenes / "a.tif"), str(scenes / "b.tif"), "-o", str(out), *OPTS, "--address", local_ray]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "rsinfer.cli.main", *args, "-q"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*.partial.zarr")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until a worker has started writing a scene
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    for done in out.glob("*.tif"):  # a scene that finished before the signal is whole
+        assert done.read_bytes() == reference[done.stem]
+    assert not list(out.glob("*.lock")) and not list(out.glob("*.partial-*"))
+    assert list(out.glob("*.partial.zarr"))  # what was done is kept for --resume
+
+    res = runner.invoke(main, [*args, "--resume", "-q"])
+    assert res.exit_code == 0, res.output
+    for name in "ab":
+        assert (out / f"{name}.tif").read_bytes() == reference[name]
+    assert not list(out.glob("*.partial.zarr"))

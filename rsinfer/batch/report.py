@@ -13,7 +13,19 @@ from ..io.outputs import atomic_outputs
 from .inputs import Scene
 
 Status = Literal["ok", "failed", "skipped"]
-REPORT_FIELDS = ("input", "output", "status", "error", "seconds", "mpx_per_s", "tiles", "worker", "device", "attempts")
+REPORT_FIELDS = (
+    "input",
+    "output",
+    "status",
+    "error",
+    "seconds",
+    "mpx_per_s",
+    "tiles",
+    "worker",
+    "device",
+    "gpus",
+    "attempts",
+)
 
 
 @dataclass
@@ -29,6 +41,7 @@ class SceneResult:
     tiles: int | None = None
     worker: str = ""
     device: str = ""
+    gpus: str = ""  # the Ray GPU ids the worker held ("0", "0,1"); "" on CPU workers
     attempts: int = 0
     retry: bool = False  # a failure another attempt may fix (not bad input)
     megapixels: float = 0.0

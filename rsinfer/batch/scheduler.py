@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RsinferError
+from .board import ProgressBoard, WorkerState
 from .inputs import DEVICES, Scene
 from .report import SceneResult
 from .worker import SceneTask, SceneWorker
+
+POLL_SECONDS = 0.5  # how often the driver reads the progress board while scenes run
 
 
 @dataclass
@@ -19,11 +22,12 @@ class BatchOptions:
     segment: dict[str, Any]  # SegmentOptions fields every scene shares (model, tile, overwrite, ...)
     device: str = "auto"  # auto: CUDA on actors with a GPU; cpu; cuda
     workers: int | None = None  # None: as many as the resources allow
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float | None = None  # None: 1, or a GPU worker's share of its node's CPUs
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs (and device is not cpu)
     retries: int = 2
     retry_delay: float = 1.0  # seconds before the first retry, doubled for each next one
     resume: bool = False
+    split: int = 0  # > 0: each scene in turn, cut into this many strips run across the workers
 
 
 def check_options(opts: BatchOptions) -> None:
@@ -47,7 +51,23 @@ def worker_resources(ray: Any, opts: BatchOptions) -> tuple[float, float]:
         gpus = 1.0 if cluster_gpus > 0 and opts.device != "cpu" else 0.0
     if opts.device == "cuda" and gpus == 0:
         raise RsinferError("--device cuda: the Ray cluster has no GPU (or --gpus-per-worker is 0)")
-    return opts.cpus_per_worker, gpus
+    cpus = opts.cpus_per_worker
+    if cpus is None:
+        cpus = float(gpu_worker_cpu_share(ray.nodes(), gpus)) if gpus > 0 else 1.0
+    return cpus, gpus
+
+
+def gpu_worker_cpu_share(nodes: Sequence[dict[str, Any]], gpus_per_worker: float) -> int:
+    """CPUs each GPU worker can reserve on every GPU node: the node's CPUs shared among the
+    workers its GPUs hold (at least 1). They become the worker's tile-decoding threads, which
+    read ahead of the model so the GPU does not wait for the disk."""
+    shares = []
+    for node in nodes:
+        res = node.get("Resources", {})
+        if node.get("Alive", True) and res.get("GPU", 0) >= gpus_per_worker:
+            slots = int(res["GPU"] / gpus_per_worker + 1e-9)
+            shares.append(int(res.get("CPU", 0)) // slots)
+    return max(1, min(shares, default=1))
 
 
 def worker_count(ray: Any, requested: int | None, scenes: int, cpus: float, gpus: float) -> int:
@@ -75,16 +95,18 @@ class _Worker:
 class _Scheduler:
     """Scenes to actors one at a time; failures retried with backoff; dead actors replaced."""
 
-    def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result):
+    def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result, on_progress=None):
         self.ray = ray
         self.scenes = scenes
         self.opts = opts
         self.on_result = on_result
+        self.on_progress = on_progress
         cpus, gpus = worker_resources(ray, opts)
         self.count = worker_count(ray, opts.workers, len(scenes), cpus, gpus)
+        self.board = ray.remote(ProgressBoard).options(num_cpus=0).remote() if on_progress else None
         # No Ray restarts or task retries: the driver retries, with backoff and a fresh actor.
         self.actor_class = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
-        self.actor_args = (opts.segment, opts.device, max(1, int(cpus)))
+        self.actor_args = (opts.segment, opts.device, max(1, int(cpus)), self.board)
         self.queue: deque[tuple[float, SceneTask]] = deque((0.0, SceneTask(s, resume=opts.resume)) for s in scenes)
         self.idle: list[_Worker] = []
         self.running: dict[Any, tuple[_Worker, SceneTask]] = {}
@@ -99,16 +121,30 @@ class _Scheduler:
                 if not self.running:
                     time.sleep(timeout or 0.0)
                     continue
+                if self.board is not None:
+                    timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
                 done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
                 for ref in done:
                     self._collect(ref)
+                self._show_progress()
         except BaseException:
             self._cancel_running()
             raise
         finally:
             for w in [*self.idle, *(w for w, _ in self.running.values())]:
                 self.ray.kill(w.actor, no_restart=True)
+            if self.board is not None:
+                self.ray.kill(self.board, no_restart=True)
         return [self.results[s] for s in self.scenes]
+
+    def _show_progress(self) -> None:
+        if self.board is None or self.on_progress is None:
+            return
+        try:
+            states: list[WorkerState] = self.ray.get(self.board.snapshot.remote(), timeout=2)
+        except Exception:  # a slow or lost board costs the display, not the batch
+            return
+        self.on_progress(states)
 
     def _new_worker(self) -> _Worker:
         actor = self.actor_class.remote(*self.actor_args)
@@ -196,13 +232,61 @@ def _first_line(err: BaseException) -> str:
 
 
 def run_batch(
-    ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result: Callable[[SceneResult], None] | None = None
+    ray: Any,
+    scenes: Sequence[Scene],
+    opts: BatchOptions,
+    on_result: Callable[[SceneResult], None] | None = None,
+    on_progress: Callable[[list[WorkerState]], None] | None = None,
 ) -> tuple[list[SceneResult], int]:
     """Run ``scenes`` on Ray actors; their results in the order of ``scenes``, and the actor count.
 
-    ``on_result`` is called as each scene ends (retries included in it).
+    ``on_result`` is called as each scene ends (retries included in it); ``on_progress``
+    with every worker's state, a few times a second while scenes run. With ``opts.split``
+    each scene in turn is cut into strips across the workers (:func:`run_split`).
     """
     if not scenes:
         return [], 0
-    scheduler = _Scheduler(ray, scenes, opts, on_result)
+    if opts.split:
+        return run_split(ray, scenes, opts, on_result), opts.split
+    scheduler = _Scheduler(ray, scenes, opts, on_result, on_progress)
     return scheduler.run(), scheduler.count
+
+
+def run_split(
+    ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result: Callable[[SceneResult], None] | None = None
+) -> list[SceneResult]:
+    """``batch --split``: scenes one after another, each one's rows cut into ``opts.split``
+    strips run as Ray tasks (:func:`rsinfer.distributed.run_segment_distributed`), for a few
+    scenes too big for one worker. Ray reruns a strip whose worker died (``opts.retries`` times)."""
+    from ..distributed import run_segment_distributed
+    from ..pipeline import SegmentOptions
+
+    cpus, gpus = worker_resources(ray, opts)
+    results = []
+    for scene in scenes:
+        result = SceneResult(scene.input, scene.output, "failed", worker=f"{opts.split} strips", attempts=1)
+        start = time.perf_counter()
+        try:
+            seg = SegmentOptions(
+                input=scene.input,
+                output=scene.output,
+                device="cuda" if gpus else "cpu",
+                resume=opts.resume,
+                **opts.segment,
+            )
+            report = run_segment_distributed(
+                seg, opts.split, cpus_per_worker=cpus, gpus_per_worker=gpus, retries=opts.retries
+            )
+        except RsinferError as err:
+            result.error = err.args[0] if err.args else str(err)
+        except ray.exceptions.RayError as err:
+            result.error = f"{scene.input}: {_first_line(err)}"
+        else:
+            result.status = "ok"
+            result.device, result.tiles = report.device, report.tiles
+            result.mpx_per_s, result.megapixels = report.mpx_per_s, report.megapixels
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

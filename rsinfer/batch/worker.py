@@ -33,14 +33,20 @@ class SceneWorker:
     first scene and kept for the others (on the actor's device, warm).
     """
 
-    def __init__(self, segment: dict[str, Any], device: str, read_workers: int):
+    def __init__(self, segment: dict[str, Any], device: str, read_workers: int, board: Any = None):
         import ray
 
+        from .board import Reporter
+
         self.segment = segment
+        # Reader threads decode the next tiles ahead of the model (a bounded queue), one per
+        # CPU this actor reserved: that is what keeps its GPU fed.
         self.read_workers = read_workers
-        has_gpu = bool(ray.get_gpu_ids())  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPUs
-        self.device = "cpu" if device == "cpu" or (device == "auto" and not has_gpu) else "cuda"
+        # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPUs (two actors may share one).
+        self.gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+        self.device = "cpu" if device == "cpu" or (device == "auto" and not self.gpus) else "cuda"
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.reporter = Reporter(board, self.name, self.device)
         self._loaded: Any = None  # the LoadedModel, once the first scene has loaded it
 
     def identity(self) -> tuple[str, int]:
@@ -53,7 +59,7 @@ class SceneWorker:
         scene = task.scene
         if task.dead_worker:
             clean_after_dead_worker(scene.output, bool(self.segment.get("probs")), *task.dead_worker)
-        result = SceneResult(scene.input, scene.output, "failed", worker=self.name, device=self.device)
+        result = SceneResult(scene.input, scene.output, "failed", worker=self.name, device=self.device, gpus=self.gpus)
         stop = StopRequest()
         caught: list[warnings.WarningMessage] = []
         start = time.perf_counter()
@@ -68,11 +74,12 @@ class SceneWorker:
                     resume=task.resume,
                     **self.segment,
                 )
+                _check_cuda(self.device, self.gpus)
                 if self._loaded is None:
                     from ..loading import load_model
 
                     self._loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
-                report = run_segment(opts, progress=_progress_hook(scene, stop), stop=stop, loaded=self._loaded)
+                report = run_segment(opts, progress=self._progress_hook(scene, stop), stop=stop, loaded=self._loaded)
         except RsinferError as err:  # bad input, an unwritable output: another attempt would fail alike
             result.error = _naming(scene.input, str(err))
         except Exception as err:  # anything else may pass (a CUDA error, a network file system)
@@ -87,25 +94,38 @@ class SceneWorker:
             result.megapixels = report.megapixels
         result.seconds = time.perf_counter() - start
         result.warnings = [str(w.message) for w in caught]
+        self.reporter.report("", 0, 0, 0, force=True)  # idle
         return result
+
+    def _progress_hook(self, scene: Scene, stop: Any) -> Callable[[int, int, int], None]:
+        """Between batches: report progress, and stop cleanly when the driver cancels
+        (the partial store is kept for --resume)."""
+        import ray
+
+        context = ray.get_runtime_context()
+
+        def progress(done: int, total: int, pixels: int) -> None:
+            self.reporter.report(scene.input, done, total, pixels)
+            if context.is_canceled():
+                stop.set(signal.SIGINT)
+
+        return progress
+
+
+def _check_cuda(device: str, gpus: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RsinferError(
+                f"Ray gave this worker GPU {gpus or '?'} but torch sees no CUDA device "
+                "(a CPU build of torch, or a driver problem); run with --device cpu to use the CPUs"
+            )
 
 
 def _naming(input: str, message: str) -> str:
     """The message, prefixed with the input unless it names it already."""
     return message if os.path.basename(input) in message else f"{input}: {message}"
-
-
-def _progress_hook(scene: Scene, stop: Any) -> Callable[[int, int, int], None]:
-    """Between batches: stop cleanly when the driver cancels (the partial store is kept for --resume)."""
-    import ray
-
-    context = ray.get_runtime_context()
-
-    def progress(done: int, total: int, pixels: int) -> None:
-        if context.is_canceled():
-            stop.set(signal.SIGINT)
-
-    return progress
 
 
 def clean_after_dead_worker(output: str, probs: bool, host: str, pid: int) -> None:

@@ -11,41 +11,104 @@ import click
 from rsinfer.cli import options
 
 
-class SceneProgress:
-    """A rich progress bar of scenes done on stderr (off when quiet or stderr is not a terminal)."""
+class BatchProgress:
+    """The batch on stderr: a bar of scenes done with Mpx/s and ETA, and a line per worker
+    (its scene and tiles done). When stderr is not a terminal, a plain line every
+    ``log_every`` seconds instead; nothing when quiet."""
 
-    def __init__(self, total: int, disable: bool):
+    def __init__(self, total: int, disable: bool, log_every: float = 30.0):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         console = Console(stderr=True)
         self.enabled = not disable and console.is_terminal
+        self.logging = not disable and not console.is_terminal
+        self.total = total
+        self.log_every = log_every
         self._progress = Progress(
-            TextColumn("[bold]batch"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("scenes"),
+            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=console,
             disable=not self.enabled,
         )
-        self._task = self._progress.add_task("batch", total=total)
+        self._task = self._progress.add_task("[bold]batch", total=total, unit="scenes", rate="")
+        self._workers: dict[str, int] = {}  # worker -> its progress row
+        self._done = 0
+        self._megapixels_done = 0.0  # of finished scenes
+        self._running_megapixels = 0.0  # of the scenes the workers are on
+        self._start = time.monotonic()
+        self._rate = RateWindow()
+        self._last_log = self._start
 
-    def __enter__(self) -> SceneProgress:
+    def __enter__(self) -> BatchProgress:
         self._progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
 
-    def advance(self) -> None:
+    def scene_done(self, megapixels: float = 0.0) -> None:
+        self._done += 1
+        self._megapixels_done += megapixels
         self._progress.advance(self._task)
+        self._tick()
+
+    def workers(self, states) -> None:
+        """Each worker's state, from the progress board."""
+        self._running_megapixels = sum(s.pixels_done for s in states) / 1e6
+        for state in states:
+            row = self._workers.get(state.worker)
+            if row is None:
+                row = self._progress.add_task("", total=None, unit="", rate="")
+                self._workers[state.worker] = row
+            scene = os.path.basename(state.scene) if state.scene else "idle"
+            self._progress.update(
+                row,
+                description=f"  {state.worker} {state.device} {scene}",
+                completed=state.tiles_done,
+                total=state.tiles_total or None,
+                unit="tiles" if state.scene else "",
+            )
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        rate = self._rate.add(now, self._megapixels_done + self._running_megapixels)
+        self._progress.update(self._task, rate=f"{rate:.2f} Mpx/s" if rate is not None else "")
+        if self.logging and now - self._last_log >= self.log_every:
+            self._last_log = now
+            left = self.total - self._done
+            eta = (now - self._start) / self._done * left if self._done else None
+            click.echo(
+                f"rsinfer batch: {self._done}/{self.total} scenes, "
+                f"{rate or 0:.2f} Mpx/s, ETA {'?' if eta is None else f'{eta:.0f} s'}",
+                err=True,
+            )
 
     def echo(self, line: str) -> None:
-        if self.enabled:  # above the bar, not through it
+        if self.enabled:  # above the bars, not through them
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             click.echo(line, err=True)
+
+
+class RateWindow:
+    """Mpx/s over the last ``seconds``: a rate that follows the work, not one inflated by the first batch."""
+
+    def __init__(self, seconds: float = 20.0):
+        self.seconds = seconds
+        self._points: list[tuple[float, float]] = []
+
+    def add(self, now: float, megapixels: float) -> float | None:
+        self._points.append((now, megapixels))
+        while len(self._points) > 2 and now - self._points[1][0] >= self.seconds:
+            self._points.pop(0)
+        (t0, m0), (t1, m1) = self._points[0], self._points[-1]
+        return (m1 - m0) / (t1 - t0) if t1 - t0 >= 1.0 else None
 
 
 def _absolute_if_file(path: str | None) -> str | None:
@@ -83,15 +146,20 @@ def _absolute_if_file(path: str | None) -> str | None:
 @click.option(
     "--cpus-per-worker",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="CPUs each actor reserves; also its reader threads.",
+    default=None,
+    help="CPUs each actor reserves; also its tile-decoding threads [1; on GPUs, its share of the node's CPUs].",
 )
 @click.option(
     "--gpus-per-worker",
     type=click.FloatRange(min=0),
     default=None,
     help="GPUs each actor reserves, e.g. 0.5 [1 where Ray has GPUs, else 0].",
+)
+@click.option(
+    "--split",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Scenes one at a time, each cut into N strips of chunk rows run across the workers (huge scenes).",
 )
 @click.option(
     "--retries",
@@ -143,6 +211,7 @@ def batch(
     workers,
     cpus_per_worker,
     gpus_per_worker,
+    split,
     retries,
     retry_delay,
     report_path,
@@ -194,6 +263,7 @@ def batch(
         retries=retries,
         retry_delay=retry_delay,
         resume=resume,
+        split=split or 0,
     )
     plan = engine.plan_batch(scenes, probs, overwrite, resume)
     shown: set[str] = set()
@@ -217,21 +287,23 @@ def batch(
         check_outputs(engine.report_paths(report_path), overwrite or resume)
 
     start = time.perf_counter()
-    with SceneProgress(len(scenes), disable=quiet) as progress:
+    with BatchProgress(len(scenes), disable=quiet) as progress:
 
         def on_result(result) -> None:
             for message in result.warnings:
                 warn_once(message, progress.echo)
             if result.status == "failed":
                 progress.echo(f"rsinfer batch: failed: {result.error}")
-            progress.advance()
+            progress.scene_done(result.megapixels if result.status == "ok" else 0.0)
 
         for _ in plan.skip:
-            progress.advance()
+            progress.scene_done()
         results, count = [], 0
         if plan.run:
             with ray_session(address) as ray:
-                results, count = engine.run_batch(ray, plan.run, opts, on_result)
+                results, count = engine.run_batch(
+                    ray, plan.run, opts, on_result, on_progress=None if quiet else progress.workers
+                )
     seconds = time.perf_counter() - start
 
     by_scene = {r.input: r for r in [*results, *(engine.skipped_result(s) for s in plan.skip)]}
