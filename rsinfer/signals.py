@@ -63,3 +63,32 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+class StopSignal(Exception):
+    """Raised by :func:`raise_on_signals`: a stop signal arrived (SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def raise_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Within the block, these signals raise :class:`StopSignal` where the main thread is, as
+    Ctrl-C raises KeyboardInterrupt: for a driver that must unwind (cancel its workers) rather
+    than die on the spot. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        raise StopSignal(signum)
+
+    previous = {s: signal.signal(s, handle) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

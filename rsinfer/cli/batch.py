@@ -232,7 +232,9 @@ def batch(
     from rsinfer import batch as engine
     from rsinfer.errors import RsinferError
     from rsinfer.io.outputs import check_outputs, describe_os_error
+    from rsinfer.pipeline import JobInterrupted
     from rsinfer.ray_runtime import ray_session
+    from rsinfer.signals import StopSignal, raise_on_signals
 
     if not inputs and not manifest:
         raise click.UsageError("give INPUT... or --manifest FILE")
@@ -300,10 +302,17 @@ def batch(
             progress.scene_done()
         results, count = [], 0
         if plan.run:
-            with ray_session(address) as ray:
-                results, count = engine.run_batch(
-                    ray, plan.run, opts, on_result, on_progress=None if quiet else progress.workers
-                )
+            # SIGTERM/SIGHUP unwind like Ctrl-C: running scenes stop between batches, keeping their rows.
+            try:
+                with raise_on_signals(), ray_session(address) as ray:
+                    results, count = engine.run_batch(
+                        ray, plan.run, opts, on_result, on_progress=None if quiet else progress.workers
+                    )
+            except StopSignal as stop:
+                raise JobInterrupted(
+                    f"stopped by {stop}: running scenes kept their finished rows; rerun with --resume",
+                    stop.exit_code,
+                ) from None
     seconds = time.perf_counter() - start
 
     by_scene = {r.input: r for r in [*results, *(engine.skipped_result(s) for s in plan.skip)]}
