@@ -24,7 +24,7 @@ TRANSFORM = from_origin(500000.0, 5400000.0, PIXEL, PIXEL)
 
 
 def scene() -> np.ndarray:
-    """36 x 40 labels: a U, a ring with a hole, an arch, a diagonal pair, nodata and noise."""
+    """36 x 40 labels: a U, a ring with a hole, an arch, a diagonal pair, a field with holes, nodata, noise."""
     rng = np.random.default_rng(3)
     a = np.where(rng.random((36, 40)) < 0.5, 0, 3).astype(np.uint8)  # noise: many small pieces
     a[0:11, 2:4] = 1  # U: two arms down rows 0-10, joined by a bar in rows 10-11
@@ -38,6 +38,8 @@ def scene() -> np.ndarray:
     a[3, 25] = a[4, 26] = 2  # touch at a corner only, across the border at row 4: two polygons
     a[3, 26] = a[4, 25] = 0
     a[28:, 30:] = NODATA_LABEL
+    a[27:36, 2:20] = 3  # a field with holes inside one strip, the field crossing strip borders
+    a[29:31, 4:6] = a[33, 10] = 0
     return a
 
 
@@ -98,6 +100,10 @@ def test_strips_give_the_whole_rasters_polygons(labels_tif, whole, tmp_path, blo
     np.testing.assert_allclose(got[2], want[2])
     assert shapely.equals(got[0], want[0]).all()
     assert shapely.is_valid(got[0]).all()
+    # no vertex is left on a former strip border: the same vertex count as in one strip
+    np.testing.assert_array_equal(shapely.get_num_coordinates(got[0]), shapely.get_num_coordinates(want[0]))
+    field = got[0][(got[1] == 3) & (got[2] > 30)]
+    assert len(field) == 1 and shapely.get_num_interior_rings(field[0]) >= 2
 
 
 @pytest.mark.parametrize("block_rows", [4, 10_000])

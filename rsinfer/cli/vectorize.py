@@ -79,7 +79,8 @@ def vectorize(labels, output, min_area, simplify, classes, dst_crs, block_rows, 
     if not quiet:
         click.echo(
             f"rsinfer: {report.labels} -> {report.output}: {report.features:,} polygons "
-            f"({len(report.per_class)} classes), {report.blocks} strips of {report.block_rows} rows, "
+            f"({len(report.per_class)} classes), {report.blocks} strip{'s' if report.blocks != 1 else ''} "
+            f"of {report.block_rows} rows, "
             f"{report.seconds:.1f} s",
             err=True,
         )

@@ -102,9 +102,9 @@ def _emit(sink, report, geoms, ids, raster, to_map, reproject, min_area, simplif
     """Map finished polygons to the output's CRS, filter them and append them to the layer."""
     import shapely
 
-    parts = shapely.get_parts(geoms, return_index=True) if len(geoms) else (geoms, np.empty(0, np.int64))
-    geoms, ids = parts[0], ids[parts[1]]  # defensive: a union is one polygon, but never write a multi
-    geoms = shapely.simplify(geoms, 0.0)  # drop the collinear vertices left where strips were joined
+    if (shapely.get_type_id(geoms) != shapely.GeometryType.POLYGON).any():  # not expected: never write a multi
+        geoms, index = shapely.get_parts(geoms, return_index=True)
+        ids = ids[index]
     area = shapely.area(geoms) * to_map.pixel_area
     keep = area >= min_area if min_area > 0 else np.ones(len(geoms), dtype=bool)
     geoms, ids, area = geoms[keep], ids[keep], area[keep]

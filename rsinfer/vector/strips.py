@@ -33,6 +33,7 @@ class StripMerger:
         self.width = width
         self._pending = np.empty(0, dtype=object)  # polygons reaching the border below the last strip
         self._pending_cls = np.empty(0, dtype=np.int64)
+        self._pending_joined = np.empty(0, dtype=bool)  # unioned from pieces: has vertices on old borders
         self._owner = np.full(width, -1, dtype=np.int64)  # pending index over each column of the border
         self._border = 0  # row of the border line below the last strip
         self.max_pending = 0
@@ -57,19 +58,26 @@ class StripMerger:
 
         merged = np.empty(len(groups), dtype=object)
         merged_cls = np.empty(len(groups), dtype=np.int64)
+        joined = np.concatenate([self._pending_joined, np.zeros(len(geoms), dtype=bool)])
+        merged_joined = np.empty(len(groups), dtype=bool)
         for k, members in enumerate(groups):
             merged[k] = pieces[members[0]] if len(members) == 1 else _union(pieces[members])
             merged_cls[k] = piece_cls[members[0]]
+            merged_joined[k] = len(members) > 1 or joined[members[0]]
 
         if last or len(merged) == 0:
             waiting = np.zeros(len(merged), dtype=bool)
         else:
             waiting = shapely.bounds(merged)[:, 3] >= bottom  # reaches the border below this strip
         self._pending, self._pending_cls = merged[waiting], merged_cls[waiting]
+        self._pending_joined = merged_joined[waiting]
         self._owner = _row_owner(self._pending, bottom, self.width)
         self._border = bottom
         self.max_pending = max(self.max_pending, len(self._pending))
-        return merged[~waiting], merged_cls[~waiting]
+        finished, tidy = merged[~waiting], merged_joined[~waiting]
+        # Once, when a joined polygon is done: drop the collinear vertices left where borders were.
+        finished[tidy] = shapely.simplify(finished[tidy], 0.0, preserve_topology=False)
+        return finished, merged_cls[~waiting]
 
     def _groups(self, geoms: np.ndarray, classes: np.ndarray, row0: int) -> list[list[int]]:
         """Indices into pending + new pieces, grouped by what joins across the border ``y = row0``."""
@@ -121,8 +129,19 @@ def _polygonize(labels: np.ndarray, mask: np.ndarray, row0: int) -> tuple[np.nda
 
 
 def _union(pieces: np.ndarray):
-    """One polygon from pieces joined along border edges (never a multipolygon: they share edges)."""
-    return shapely.union_all(pieces)
+    """One polygon from pieces joined along border edges (never a multipolygon: they share edges).
+
+    Only the shells are overlaid: a piece's holes never reach a border, so they stay holes
+    of the union as they are. A region with thousands of holes (noise inside a field) is
+    then carried from strip to strip without overlaying its holes again each time.
+    """
+    joined = shapely.union_all(shapely.polygons(shapely.get_exterior_ring(pieces)))
+    if joined.geom_type != "Polygon":  # not expected; the full overlay is right in any case
+        return shapely.union_all(pieces)
+    rings, owner = shapely.get_rings(pieces, return_index=True)
+    shell = np.r_[True, owner[1:] != owner[:-1]]  # each piece's rings start with its shell
+    new_rings = shapely.get_rings(joined)  # the joined shell, and holes the joining closed
+    return shapely.polygons(new_rings[0], holes=np.concatenate([new_rings[1:], rings[~shell]]))
 
 
 def _row_owner(geoms: np.ndarray, y: int, width: int) -> np.ndarray:
