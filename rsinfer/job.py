@@ -22,6 +22,7 @@ from typing import Protocol
 import rasterio
 import torch
 
+from .aoi import AreaOfInterest
 from .batching import Batch, BatchSize, batch_tiles, predict_halving_on_oom
 from .io.labelmap import FinishedRows
 from .io.reader import TileReader, gdal_cache_mb
@@ -62,6 +63,8 @@ class SegmentJob:
     read_workers: int = 2
     # Checked between batches: when set, the job stops reading and writes the rows it finished.
     stop: StopFlag | None = None
+    # An area of interest (rsinfer.aoi.AreaOfInterest): tiles outside it are not read, pixels outside are nodata.
+    area: AreaOfInterest | None = None
 
     @property
     def output_rows(self) -> Span:
@@ -133,7 +136,7 @@ def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
         grid, job.num_classes, job.blend, keep_scores=job.keep_scores, device=device, rows=job.output_rows
     )
     batch_size = job.batch_size or BatchSize(4)
-    reader = TileReader(info, workers=job.read_workers)
+    reader = TileReader(info, workers=job.read_workers, area=job.area)
     cache_mb = gdal_cache_mb(info, grid.tile_shape[0], job.num_classes if job.keep_scores else 0)
     tiles_done = 0
     with rasterio.Env(GDAL_CACHEMAX=cache_mb):

@@ -9,6 +9,7 @@ verified, and renamed into place. An interrupted run keeps the store; ``resume``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 import rasterio
+import shapely
 
+from .aoi import AreaOfInterest, make_area
 from .backends import resolve_device
 from .backends.base import Backend
 from .backends.factory import BACKENDS, BackendName, backend_label, make_backend
@@ -85,6 +88,9 @@ class SegmentOptions:
     onnx: str | None = None  # an exported graph; None: export and cache on first use
     resume: bool = False  # continue the partial output an interrupted run of this job left
     keep_partial: bool = True  # keep the partial output of an interrupted run (for resume)
+    aoi: str | None = None  # a vector file: only the tiles touching its polygons run; the rest is nodata
+    bbox: tuple[float, float, float, float] | None = None  # the same for a box (minx, miny, maxx, maxy)
+    bbox_crs: str | None = None  # the box's CRS [the raster's]
 
     def __post_init__(self) -> None:
         for name, value, choices in (
@@ -154,6 +160,7 @@ class SegmentSetup:
     grid: TileGrid
     spec: OutputSpec  # the final output
     finals: list[str]  # every file written under a final name
+    area: AreaOfInterest | None = None  # --aoi / --bbox
 
     @property
     def store_spec(self) -> OutputSpec:
@@ -172,6 +179,7 @@ class SegmentSetup:
             blend=self.opts.blend,
             keep_scores=self.opts.probs,
             read_workers=self.opts.read_workers or max(1, min(4, (os.cpu_count() or 2))),
+            area=self.area,
             **kw,
         )
 
@@ -195,11 +203,12 @@ def prepare_segment(
     config = loaded.config
     mode = loaded.set_mode(opts.mode)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+    area = make_area(info, opts.aoi, opts.bbox, opts.bbox_crs)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
     if check_outputs_first:
         check_outputs(finals, opts.overwrite)
-    return SegmentSetup(opts, loaded, mode, info, grid, spec, finals)
+    return SegmentSetup(opts, loaded, mode, info, grid, spec, finals, area)
 
 
 @contextlib.contextmanager
@@ -211,7 +220,7 @@ def claimed_output(setup: SegmentSetup) -> Iterator[int]:
     """
     opts, store = setup.opts, setup.store_spec
     with OutputLock(opts.output):
-        fingerprint = job_fingerprint(opts, setup.info, setup.loaded, setup.mode)
+        fingerprint = job_fingerprint(opts, setup.info, setup.loaded, setup.mode, setup.area)
         try:
             with output_errors_named(store.path):
                 first_row = open_store(store, fingerprint, opts.resume, opts.overwrite)
@@ -316,7 +325,9 @@ def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, o
     )
 
 
-def job_fingerprint(opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel, mode: str | None) -> dict:
+def job_fingerprint(
+    opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel, mode: str | None, area: AreaOfInterest | None = None
+) -> dict:
     """What makes two runs produce the same output: a partial output resumes only under the same."""
     return {
         **input_identity(info.path),
@@ -333,6 +344,7 @@ def job_fingerprint(opts: SegmentOptions, info: RasterInfo, loaded: LoadedModel,
         "backend": opts.backend,
         "precision": opts.precision,
         "format": output_format(opts.output),
+        "area_sha256": None if area is None else hashlib.sha256(shapely.to_wkb(area.geometry)).hexdigest(),
     }
 
 

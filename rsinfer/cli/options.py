@@ -164,3 +164,25 @@ def segment_job_opts(f):
     ):
         f = opt(f)
     return f
+
+
+def area_opts(f):
+    """--aoi FILE, or --bbox with --bbox-crs: the part of the raster to segment."""
+    for opt in reversed(
+        (
+            click.option(
+                "--aoi",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Vector file of polygons (any CRS): only tiles touching them run, pixels outside are nodata.",
+            ),
+            click.option(
+                "--bbox",
+                default=None,
+                help="minx,miny,maxx,maxy: as --aoi, for a box.",
+            ),
+            click.option("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 [the raster's]."),
+        )
+    ):
+        f = opt(f)
+    return f

@@ -14,6 +14,13 @@ from rsinfer.cli.progress import TileProgress
 @click.argument("input", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(), help="labels.tif or labels.zarr")
 @options.segment_job_opts
+@options.area_opts
+@click.option(
+    "--vector",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the labels as polygons (.gpkg, .geojson, .parquet; see `rsinfer vectorize`).",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="Reader threads [from the CPU count].")
 @options.overwrite_opt
 @options.resume_opt
@@ -49,6 +56,10 @@ def segment(
     onnx_path,
     precision,
     max_gpu_mem,
+    aoi,
+    bbox,
+    bbox_crs,
+    vector,
     workers,
     overwrite,
     resume,
@@ -62,6 +73,7 @@ def segment(
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
     input's CRS, transform and size; invalid input pixels (nodata, alpha, mask) are 255.
     """
+    from rsinfer.aoi import parse_bbox
     from rsinfer.pipeline import SegmentOptions, run_segment
     from rsinfer.signals import stop_on_signals
 
@@ -87,7 +99,17 @@ def segment(
         max_gpu_mem=max_gpu_mem,
         resume=resume,
         keep_partial=keep_partial,
+        aoi=aoi,
+        bbox=parse_bbox(bbox) if bbox else None,
+        bbox_crs=bbox_crs,
     )
+    if vector:  # refused before any work: no pyogrio, an unknown format, an existing file
+        from rsinfer.io.outputs import check_outputs
+        from rsinfer.vector.sink import driver_for, require_pyogrio
+
+        require_pyogrio()
+        driver_for(vector)
+        check_outputs([vector], overwrite)
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
@@ -107,3 +129,9 @@ def segment(
             f"peak RSS {report.peak_rss_mb:.0f} MB",
             err=True,
         )
+    if vector:
+        from rsinfer.vector import vectorize_labels
+
+        polygons = vectorize_labels(report.outputs[0], vector, overwrite=overwrite)
+        if not quiet:
+            click.echo(f"rsinfer: {report.outputs[0]} -> {vector}: {polygons.features} polygons", err=True)

@@ -80,8 +80,9 @@ class TileData:
 class TileReader:
     """Reads tiles of one raster from a pool of threads, ``depth`` tiles ahead."""
 
-    def __init__(self, info: RasterInfo, workers: int = 2, depth: int | None = None):
+    def __init__(self, info: RasterInfo, workers: int = 2, depth: int | None = None, area: Any = None):
         self.info = info
+        self.area = area  # rsinfer.aoi.AreaOfInterest: only pixels inside it are valid
         self.workers = max(1, workers)
         self.depth = depth or 4 * self.workers
         self._local = threading.local()
@@ -100,8 +101,10 @@ class TileReader:
 
     def read(self, tile: Tile) -> TileData:
         """Read one tile (runs on a worker thread)."""
-        ds = self._dataset()
         window = tile.window
+        if self.area is not None and not self.area.touches(window):
+            return TileData(tile, None, None)  # outside the area of interest: never read
+        ds = self._dataset()
         try:
             if self.info.has_mask:
                 valid = ds.dataset_mask(window=window) > 0
@@ -116,9 +119,12 @@ class TileReader:
                 f"cols {tile.cols.start}-{tile.cols.stop} ({first_line(err)})"
             ) from None
         data, valid = model_bands(self.info, data, valid)
+        if self.area is not None:
+            inside = self.area.mask(window)
+            valid = inside if valid is None else valid & inside
         if valid is None:
             valid = np.ones(tile.shape, dtype=bool)
-        elif not valid.any():  # every pixel non-finite
+        elif not valid.any():  # every pixel non-finite, or outside the area
             return TileData(tile, None, None)
         return TileData(tile, data, valid)
 
