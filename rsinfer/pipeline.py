@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -29,7 +31,7 @@ from .batching import Batch, BatchSize, auto_batch_size, parse_memory
 from .errors import ModelError, RsinferError
 from .io.outputs import OutputLock, check_outputs, refuse_inputs_as_outputs, remove
 from .io.reader import TileData, gdal_cache_mb
-from .io.source import RasterInfo, inspect_raster
+from .io.source import InputWarning, RasterInfo, inspect_raster
 from .io.writers import (
     OutputError,
     OutputSpec,
@@ -58,6 +60,7 @@ from .tiling import BLENDS, Blend, Span, TileGrid
 from .weights import state_dict_sha256
 
 Mode = Literal["global-local", "global", "patch"]
+log = logging.getLogger("rsinfer")
 
 
 @dataclass
@@ -199,10 +202,12 @@ def prepare_segment(
     if check_outputs_first:
         refuse_inputs_as_outputs([opts.input], [*finals, store_path(opts.output)])
     if loaded is None:
+        log.info("loading model %s (weights: %s)", opts.model or "(default)", opts.weights or "(default)")
         loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
     config = loaded.config
     mode = loaded.set_mode(opts.mode)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+    warn_if_demo_weights_misfit(loaded, info)
     area = make_area(info, opts.aoi, opts.bbox, opts.bbox_crs)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
@@ -300,6 +305,39 @@ def run_segment(
         weights=loaded.weights,
         resumed_from_row=first_row,
     )
+
+
+# The bundled demo weights (manifest entries ``*.synthetic``) learnt 0.2 m synthetic scenes.
+DEMO_PIXEL_METRES = 0.2
+
+
+def pixel_size_metres(info: RasterInfo) -> float | None:
+    """The raster's pixel size in metres (the mean of both axes), when its CRS says how."""
+    crs, t = info.crs, info.transform
+    if crs is None or info.gcps:
+        return None
+    size = abs(t.a * t.e - t.b * t.d) ** 0.5  # type: ignore[attr-defined]
+    if crs.is_geographic:  # type: ignore[attr-defined]
+        return size * 111_320.0  # metres per degree at the equator: the right order of magnitude
+    try:
+        _, factor = crs.linear_units_factor  # type: ignore[attr-defined]
+    except Exception:  # a CRS without linear units
+        return None
+    return size * factor
+
+
+def warn_if_demo_weights_misfit(loaded: LoadedModel, info: RasterInfo) -> None:
+    """Say so when demo weights run on imagery far from what they learnt (they would give nonsense quietly)."""
+    if not loaded.weights.endswith(".synthetic"):
+        return
+    metres = pixel_size_metres(info)
+    if metres is not None and not DEMO_PIXEL_METRES / 4 <= metres <= DEMO_PIXEL_METRES * 4:
+        warnings.warn(
+            f"{info.path}: {metres:.3g} m pixels, but the demo weights {loaded.weights} learnt synthetic "
+            f"{DEMO_PIXEL_METRES} m scenes only: expect meaningless labels (pass --weights for trained ones)",
+            InputWarning,
+            stacklevel=2,
+        )
 
 
 def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, overwrite: bool = False) -> OutputSpec:

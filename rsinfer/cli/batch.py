@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -9,6 +10,7 @@ import warnings
 import click
 
 from rsinfer.cli import options
+from rsinfer.cli.progress import RateWindow
 
 
 class BatchProgress:
@@ -83,10 +85,12 @@ class BatchProgress:
             self._last_log = now
             left = self.total - self._done
             eta = (now - self._start) / self._done * left if self._done else None
-            click.echo(
-                f"rsinfer batch: {self._done}/{self.total} scenes, "
-                f"{rate or 0:.2f} Mpx/s, ETA {'?' if eta is None else f'{eta:.0f} s'}",
-                err=True,
+            logging.getLogger("rsinfer").info(
+                "batch: %d/%d scenes, %.2f Mpx/s, ETA %s",
+                self._done,
+                self.total,
+                rate or 0,
+                "?" if eta is None else f"{eta:.0f} s",
             )
 
     def echo(self, line: str) -> None:
@@ -94,21 +98,6 @@ class BatchProgress:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             click.echo(line, err=True)
-
-
-class RateWindow:
-    """Mpx/s over the last ``seconds``: a rate that follows the work, not one inflated by the first batch."""
-
-    def __init__(self, seconds: float = 20.0):
-        self.seconds = seconds
-        self._points: list[tuple[float, float]] = []
-
-    def add(self, now: float, megapixels: float) -> float | None:
-        self._points.append((now, megapixels))
-        while len(self._points) > 2 and now - self._points[1][0] >= self.seconds:
-            self._points.pop(0)
-        (t0, m0), (t1, m1) = self._points[0], self._points[-1]
-        return (m1 - m0) / (t1 - t0) if t1 - t0 >= 1.0 else None
 
 
 def _absolute_if_file(path: str | None) -> str | None:
@@ -289,7 +278,7 @@ def batch(
         check_outputs(engine.report_paths(report_path), overwrite or resume)
 
     start = time.perf_counter()
-    with BatchProgress(len(scenes), disable=quiet) as progress:
+    with BatchProgress(len(scenes), disable=quiet, log_every=options.log_interval(ctx)) as progress:
 
         def on_result(result) -> None:
             for message in result.warnings:

@@ -32,9 +32,40 @@ class RsinferGroup(click.Group):
 
 @click.group(cls=RsinferGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rsinfer")
-def main() -> None:
+@click.option("--verbose", "-v", count=True, help="More log lines (-vv: debug).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, warnings or summaries (as each command's -q).")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also append every log line, with timestamps, to this file.",
+)
+@click.option(
+    "--log-interval",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds between progress lines when stderr is not a terminal (batch jobs, CI).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="RSINFER_CONFIG",
+    help='TOML file of option defaults, one table per command ([segment] model = "lanet") [RSINFER_CONFIG].',
+)
+@click.pass_context
+def main(ctx, verbose, quiet, log_file, log_interval, config_file) -> None:
     """Semantic segmentation of huge georeferenced rasters, streamed tile by tile."""
+    from rsinfer.cli.logs import setup_logging
+    from rsinfer.cli.settings import load_defaults
+
     warnings.showwarning = _show_warning
+    setup_logging(verbose, quiet, log_file)
+    ctx.obj = {"quiet": quiet, "log_interval": log_interval}
+    if config_file:
+        ctx.default_map = load_defaults(config_file)
 
 
 def _register() -> None:

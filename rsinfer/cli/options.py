@@ -33,7 +33,25 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
 
 
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace outputs that exist.")
-quiet_opt = click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
+
+
+def _quiet(ctx, param, value: bool) -> bool:
+    """A command's -q, or the group's (``rsinfer -q segment ...``)."""
+    root = ctx.find_root().obj or {}
+    quiet = bool(value or root.get("quiet"))
+    if quiet:
+        from rsinfer.cli.logs import quiet_console
+
+        quiet_console()
+    return quiet
+
+
+def log_interval(ctx) -> float:
+    """Seconds between plain progress lines when stderr is not a terminal (``rsinfer --log-interval``)."""
+    return float((ctx.find_root().obj or {}).get("log_interval", 30.0))
+
+
+quiet_opt = click.option("--quiet", "-q", is_flag=True, callback=_quiet, help="No progress bar, warnings or summary.")
 model_opt = click.option(
     "--model",
     "-m",
@@ -69,7 +87,6 @@ def parse_batch_size(ctx, param, value: str) -> int | str:
 
 batch_opt = click.option(
     "--batch-size",
-    "-b",
     default="4",
     show_default=True,
     callback=parse_batch_size,
@@ -77,6 +94,7 @@ batch_opt = click.option(
 )
 bands_opt = click.option(
     "--bands",
+    "-b",
     callback=parse_bands,
     default=None,
     help="Input bands feeding the model, in model order, e.g. 3,2,1 [by colour interpretation].",

@@ -1,39 +1,63 @@
-"""A rich progress bar on stderr: tiles done, Mpx/s, ETA."""
+"""Progress on stderr: a rich bar on a terminal, plain log lines elsewhere.
+
+The bar appears at once, saying the model is loading, and turns into tiles done, Mpx/s and
+ETA when the first tiles are in. The rate is taken over the last seconds of work
+(:class:`RateWindow`), so it follows what the run does now instead of the first batch.
+When stderr is not a terminal (a batch job's log file), a line ``tiles done/total, Mpx/s,
+ETA`` goes through the ``rsinfer`` logger every ``log_every`` seconds instead.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+log = logging.getLogger("rsinfer")
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        elapsed = task.elapsed or 0.0
-        mpx = task.fields.get("pixels", 0) / 1e6
-        return Text(f"{mpx / elapsed:.2f} Mpx/s" if elapsed > 0 else "-- Mpx/s")
+class RateWindow:
+    """Mpx/s over the last ``seconds``: a rate that follows the work, not one inflated by the first batch."""
+
+    def __init__(self, seconds: float = 20.0):
+        self.seconds = seconds
+        self._points: list[tuple[float, float]] = []
+
+    def add(self, now: float, megapixels: float) -> float | None:
+        """Record the megapixels done by ``now``; the rate over the window (None in the first second)."""
+        self._points.append((now, megapixels))
+        while len(self._points) > 2 and now - self._points[1][0] >= self.seconds:
+            self._points.pop(0)
+        (t0, m0), (t1, m1) = self._points[0], self._points[-1]
+        return (m1 - m0) / (t1 - t0) if t1 - t0 >= 1.0 else None
 
 
 class TileProgress:
     """Context manager; ``update(done, total, pixels)`` is the pipeline's progress callback."""
 
-    def __init__(self, disable: bool = False, label: str = "segment"):
+    def __init__(self, disable: bool = False, label: str = "segment", log_every: float = 30.0):
+        console = Console(stderr=True)
+        self.enabled = not disable and console.is_terminal
+        self.logging = not disable and not console.is_terminal
+        self.log_every = log_every
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("tiles"),
-            _RateColumn(),
+            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=disable,
+            console=console,
+            disable=not self.enabled,
             transient=False,
         )
         self._label = label
-        self._task = None
-        self._last = 0.0
+        self._task = self._progress.add_task("loading the model", total=None, unit="", rate="")
+        self._started = False
+        self._rate = RateWindow()
+        self._start = self._last_draw = self._last_log = time.monotonic()
 
     def __enter__(self) -> TileProgress:
         self._progress.__enter__()
@@ -43,9 +67,22 @@ class TileProgress:
         self._progress.__exit__(*exc)
 
     def update(self, done: int, total: int, pixels: int) -> None:
-        if self._task is None:
-            self._task = self._progress.add_task(self._label, total=total, pixels=0)
         now = time.monotonic()
-        if done == total or now - self._last > 0.1:  # redraw at most 10 times a second
-            self._progress.update(self._task, completed=done, pixels=pixels)
-            self._last = now
+        rate = self._rate.add(now, pixels / 1e6)
+        if not self._started:
+            self._started = True
+            self._progress.update(self._task, description=self._label, total=total, unit="tiles")
+        if done == total or now - self._last_draw > 0.1:  # redraw at most 10 times a second
+            self._progress.update(self._task, completed=done, rate="" if rate is None else f"{rate:.2f} Mpx/s")
+            self._last_draw = now
+        if self.logging and (now - self._last_log >= self.log_every or done == total):
+            self._last_log = now
+            eta = (now - self._start) / done * (total - done) if done else None
+            log.info(
+                "%s: %d/%d tiles, %.2f Mpx/s, ETA %s",
+                self._label,
+                done,
+                total,
+                rate or (pixels / 1e6 / max(now - self._start, 1e-9)),
+                "?" if eta is None else f"{eta:.0f} s",
+            )

@@ -37,8 +37,17 @@ from rsinfer.cli.progress import TileProgress
     help="Split the raster's rows over N Ray workers (same output bytes) [one process].",
 )
 @options.address_opt
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the run's summary as JSON ('-': stdout): outputs, size, tiles, device, seconds, Mpx/s, memory.",
+)
 @options.quiet_opt
+@click.pass_context
 def segment(
+    ctx,
     input,
     output,
     model,
@@ -66,6 +75,7 @@ def segment(
     keep_partial,
     distributed,
     address,
+    report_path,
     quiet,
 ):
     """Segment INPUT window by window with a model and write a label map to --output.
@@ -73,6 +83,12 @@ def segment(
     The raster is streamed: memory stays bounded whatever its size. The output keeps the
     input's CRS, transform and size; invalid input pixels (nodata, alpha, mask) are 255.
     """
+    import os
+
+    from rsinfer.errors import InputError
+
+    if not os.path.exists(input):  # before loading anything: one line, at once
+        raise InputError(f"{input}: no such file")
     from rsinfer.aoi import parse_bbox
     from rsinfer.pipeline import SegmentOptions, run_segment
     from rsinfer.signals import stop_on_signals
@@ -113,7 +129,12 @@ def segment(
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        with TileProgress(disable=quiet) as progress, stop_on_signals() as stop:
+        if report_path and report_path != "-":
+            from rsinfer.io.outputs import check_outputs
+
+            check_outputs([report_path], overwrite)
+        progress_lines = options.log_interval(ctx)
+        with TileProgress(disable=quiet, log_every=progress_lines) as progress, stop_on_signals() as stop:
             if distributed:
                 from rsinfer.distributed import run_segment_distributed
 
@@ -129,9 +150,29 @@ def segment(
             f"peak RSS {report.peak_rss_mb:.0f} MB",
             err=True,
         )
+    if report_path:
+        write_report(report_path, report)
     if vector:
         from rsinfer.vector import vectorize_labels
 
         polygons = vectorize_labels(report.outputs[0], vector, overwrite=overwrite)
         if not quiet:
             click.echo(f"rsinfer: {report.outputs[0]} -> {vector}: {polygons.features} polygons", err=True)
+
+
+def write_report(path: str, report) -> None:
+    """The run's :class:`~rsinfer.pipeline.SegmentReport` as JSON, to a file (committed whole) or stdout."""
+    import dataclasses
+    import json
+
+    from rsinfer.io.outputs import atomic_outputs
+
+    data = dataclasses.asdict(report)
+    data.update(megapixels=round(report.megapixels, 6), mpx_per_s=round(report.mpx_per_s, 6))
+    text = json.dumps(data, indent=2) + "\n"
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    with atomic_outputs([path], overwrite=True, check=False) as (partial,):
+        with open(partial, "w") as f:
+            f.write(text)
