@@ -1,8 +1,9 @@
 """Exporting models to ONNX, checked and verified against PyTorch before anything is reported.
 
-A sliding-window model becomes one graph, ``input`` (N, C, T, T) normalized → ``logits``
-(N, K, T, T), with a dynamic batch axis; ``T`` is the tile padded to the model's size
-rule. A global-local model becomes two graphs: ``NAME.onnx`` (patches, boxes and the
+A sliding-window model becomes one graph, ``input`` (N, C, H, W) normalized → ``logits``
+(N, K, H, W), with dynamic batch and spatial axes when the graph is verified to compute at
+another size, else with ``H = W = T``, the tile padded to the model's size rule. A
+global-local model becomes two graphs: ``NAME.onnx`` (patches, boxes and the
 context tensors → logits, in the model's current mode) and ``NAME.global.onnx`` (a global
 view of any size → the context tensors).
 
@@ -12,6 +13,7 @@ match PyTorch on a random batch.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from rsinfer.models.global_local import GlobalLocalModel, global_view_size
 
 from .errors import ModelError
 from .io.outputs import commit, partial_path, remove
+
+log = logging.getLogger("rsinfer")
 
 OPSET = 17
 TOLERANCE = 1e-3  # max |logit difference| accepted in fp32
@@ -135,12 +139,40 @@ def _export_verified(
         return _export_global_local(model, config, side, path, patches, gen, partials, sessions)
     partial = Path(partial_path(path))
     partials.append((partial, path))
-    _export(model, (patches,), partial, ["input"], ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}})
+    # Spatial axes are dynamic when the traced graph really computes at any size (it does
+    # unless the network turns shapes into constants): a tile cut short by the raster's edge
+    # then runs as it is, padded only to the size rule. Checked on a second, non-square size;
+    # otherwise the graph keeps the tile's size and the backend pads to it.
+    _export(model, (patches,), partial, ["input"], ["logits"], SPATIAL_AXES)
+    session = sessions[str(partial)] = _session(partial)
+    other = config.padded_size(max(config.min_tile, side * 3 // 4))
+    probe = torch.randn(1, config.num_bands, other, side, generator=gen)
+    if not _graph_diff(model, session, probe) <= TOLERANCE:
+        _export(model, (patches,), partial, ["input"], ["logits"], BATCH_AXIS)
+        session = sessions[str(partial)] = _session(partial)
+    return _graph_diff(model, session, patches)
+
+
+SPATIAL_AXES = {"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
+BATCH_AXIS = {"input": {0: "batch"}, "logits": {0: "batch"}}
+
+
+def _graph_diff(model: nn.Module, session, patches: torch.Tensor) -> float:
+    """Max |logits(graph) - logits(torch)| on ``patches``; inf when the graph cannot run them."""
     with torch.inference_mode():
         ref = model(patches).numpy()
-    session = sessions[str(partial)] = _session(partial)
-    got = session.run(None, {"input": patches.numpy()})[0]
-    return float(np.abs(got - ref).max())
+    try:
+        got = session.run(None, {"input": patches.numpy()})[0]
+    except Exception:  # ONNX Runtime's shape errors: sizes baked into the graph
+        return float("inf")
+    return float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+
+
+def graph_input_size(session) -> tuple[int, int] | None:
+    """The (height, width) a graph's first input is fixed to, or None when its spatial axes are dynamic."""
+    shape = session.get_inputs()[0].shape
+    h, w = shape[2], shape[3]
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
 
 def _export_global_local(
@@ -208,8 +240,13 @@ def cached_onnx(model: nn.Module, config: ModelConfig, mode: str | None) -> tupl
     from .weights import state_dict_sha256
 
     cache = onnx_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ModelError(f"{cache}: cannot create the ONNX cache folder ({err.strerror}); set RSINFER_CACHE") from None
     path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{state_dict_sha256(model)[:16]}.onnx"
     if path.exists():
+        log.debug("ONNX graph of %s from the cache: %s", config.name, path)
         return path, None
+    log.info("exporting %s to ONNX (first use; cached in %s, set by RSINFER_CACHE)", config.name, cache)
     return path, export_onnx(model, config, config.tile, path).sessions

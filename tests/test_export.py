@@ -73,7 +73,7 @@ def test_onnx_matches_torch_on_the_same_tiles(name, tmp_path):
     assert (a.argmax(1) == b.argmax(1)).float().mean().item() >= 0.999
 
 
-def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, tmp_path, monkeypatch):
+def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, make_raster, tmp_path, monkeypatch):
     import rasterio
 
     from rsinfer.models import DEFAULT_MODEL
@@ -95,7 +95,26 @@ def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, tmp_pat
             outs[backend] = ds.read(1)
     assert report.backend == "onnx CPUExecutionProvider"
     assert (outs["torch"] == outs["onnx"]).mean() >= 0.999
-    assert list((tmp_path / "cache" / "onnx").glob(f"{DEFAULT_MODEL}-*.onnx"))
+    graphs = list((tmp_path / "cache" / "onnx").glob(f"{DEFAULT_MODEL}-*.onnx"))
+    assert len(graphs) == 1
+
+    # The graph's spatial axes are dynamic (verified at export): rasters smaller than a tile on
+    # one or both axes, and a single pixel, run as they are, with the torch labels.
+    import onnxruntime
+
+    from rsinfer.export import graph_input_size
+
+    assert graph_input_size(onnxruntime.InferenceSession(str(graphs[0]), providers=["CPUExecutionProvider"])) is None
+    rng = np.random.default_rng(3)
+    for h, w in ((300, 300), (90, 700), (1, 1)):
+        src = make_raster(rng.integers(0, 255, (3, h, w), dtype=np.uint8), name=f"small{h}x{w}.tif")
+        for backend in ("torch", "onnx"):
+            out = tmp_path / f"{h}x{w}-{backend}.tif"
+            run_segment(SegmentOptions(input=str(src), output=str(out), backend=backend, device="cpu"))
+            with rasterio.open(out) as ds:
+                outs[backend] = ds.read(1)
+        assert outs["torch"].shape == (h, w) and (outs["torch"] == outs["onnx"]).mean() >= 0.999
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == graphs  # one export served every size
 
 
 def test_a_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch):

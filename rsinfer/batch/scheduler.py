@@ -39,6 +39,10 @@ def check_options(opts: BatchOptions) -> None:
         raise RsinferError(f"--device {opts.device}: Ray gives each worker its GPU; choose one of {', '.join(DEVICES)}")
     seg = opts.segment
     SegmentOptions(input="", output="", **seg)  # checks the choices
+    if seg.get("backend") == "onnx":
+        from ..extras import require_onnx
+
+        require_onnx(export=seg.get("onnx") is None)
     loaded = load_model(seg.get("model"), seg.get("weights"), tile=seg.get("tile"), overlap=seg.get("overlap"))
     loaded.set_mode(seg.get("mode"))
 

@@ -89,6 +89,10 @@ def segment(
 
     if not os.path.exists(input):  # before loading anything: one line, at once
         raise InputError(f"{input}: no such file")
+    if backend == "onnx":
+        from rsinfer.extras import require_onnx
+
+        require_onnx(export=onnx_path is None)
     from rsinfer.aoi import parse_bbox
     from rsinfer.pipeline import SegmentOptions, run_segment
     from rsinfer.signals import stop_on_signals

@@ -84,3 +84,15 @@ def test_the_rate_follows_the_last_seconds_of_work():
     for t in range(3, 30):
         got = rate.add(float(t), 100.0 + (t - 2) * 1.0)  # then 1 Mpx/s
     assert got == pytest.approx(1.0, rel=0.15)  # the first burst has left the window
+
+
+def test_a_missing_optional_package_is_one_line_naming_the_extra_before_any_work(small, runner, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else find_spec(name, *a))
+    out = tmp_path / "l.tif"
+    res = runner.invoke(main, ["segment", str(small), "-o", str(out), *FAST, "--backend", "onnx"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert "--backend onnx needs onnx: pip install 'rsinfer[cpu]'" in res.output
+    assert [p.name for p in tmp_path.iterdir()] == [small.name]  # nothing written, no cache folder
