@@ -244,7 +244,8 @@ def cached_onnx(model: nn.Module, config: ModelConfig, mode: str | None) -> tupl
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ModelError(f"{cache}: cannot create the ONNX cache folder ({err.strerror}); set RSINFER_CACHE") from None
-    path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{state_dict_sha256(model)[:16]}.onnx"
+    # "-v2": graphs with dynamic spatial axes; caches of earlier versions are not reused.
+    path = cache / f"{config.name}-{config.tile}-{mode or 'sliding'}-{state_dict_sha256(model)[:16]}-v2.onnx"
     if path.exists():
         log.debug("ONNX graph of %s from the cache: %s", config.name, path)
         return path, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -41,6 +42,13 @@ def models(as_json, no_flops):
         )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+        return
+    if not sys.stdout.isatty():  # piped: one tab-separated line per model, no wrapping
+        columns = ("name", "params_m", "gflops", "tile", "overlap", "classes", "bands", "weights", "paper")
+        click.echo("\t".join(columns))
+        for r in rows:
+            cells = [",".join(r[c]) if c == "bands" else r[c] for c in columns]
+            click.echo("\t".join("" if v is None else str(v) for v in cells))
         return
     table = Table(title="rsinfer models (GFLOPs: 2 x multiply-adds, one tile, batch 1)")
     table.add_column("model", no_wrap=True)

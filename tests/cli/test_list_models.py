@@ -22,6 +22,13 @@ def test_models_lists_every_registered_model_as_json(runner):
     assert lite["weights"] == "lanet-lite.synthetic"
 
 
-def test_models_table(runner):
-    res = runner.invoke(main, ["models", "--no-flops"])
-    assert res.exit_code == 0 and "simple-fcn" in res.output
+def test_models_piped_is_one_unwrapped_line_per_model(runner):
+    from rsinfer.models import list_models
+
+    res = runner.invoke(main, ["models", "--no-flops"])  # the runner's stdout is no terminal
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert lines[0].split("\t")[:3] == ["name", "params_m", "gflops"]
+    assert [line.split("\t")[0] for line in lines[1:]] == list_models()
+    lite = dict(zip(lines[0].split("\t"), next(x for x in lines if x.startswith("lanet-lite\t")).split("\t")))
+    assert lite["weights"] == "lanet-lite.synthetic" and lite["bands"] == "red,green,blue" and lite["gflops"] == ""
