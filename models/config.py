@@ -6,7 +6,7 @@ nothing else in rsinfer hard-codes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 ISPRS_CLASSES = (
     "impervious_surfaces",
@@ -36,16 +36,26 @@ class GlobalLocalSpec:
     ``region``: scene pixels a side given one global view (a raster no larger than one
     region gets a single view of the whole scene, as in the papers); ``global_size``: the
     longest side of that view after downsampling; ``neighbourhood``: GLCANet's cross-attention
-    window around a patch, in patch sides (GLNet has no such window and ignores it).
+    window around a patch, in patch sides (GLNet has no such window and ignores it);
+    ``procedure``: how GLNet runs its patches, ``authors`` (their evaluation: cell crops, one
+    local→global fusion per region over all its patches) or ``streaming`` (grid-sampled crops,
+    the fusion per patch); None for models with one way (docs/models/glnet.md, "Inference").
     """
 
     global_size: int = 500
     region: int = 4096
     neighbourhood: float = 1.0
+    procedure: str | None = None
 
     def __post_init__(self) -> None:
         if self.global_size < 1 or self.region < 1 or self.neighbourhood <= 0:
             raise ValueError("global_size, region and neighbourhood must be positive")
+        if self.procedure not in (None, "authors", "streaming"):
+            raise ValueError(f"unknown procedure {self.procedure!r}; choose authors or streaming")
+
+
+# Fields of GlobalLocalSpec that ModelConfig.replace accepts as its own (manifest overrides).
+GLOBAL_LOCAL_FIELDS = tuple(f.name for f in fields(GlobalLocalSpec))
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,14 @@ class ModelConfig:
         return len(self.in_bands)
 
     def replace(self, **changes) -> ModelConfig:
+        """A copy with ``changes``; a :class:`GlobalLocalSpec` field (``global_size``, ``region``,
+        ``neighbourhood``, ``procedure``) changes the spec of a global-local model."""
+        spec_changes = {k: changes.pop(k) for k in GLOBAL_LOCAL_FIELDS if k in changes}
+        if spec_changes:
+            spec = changes.get("global_local", self.global_local)
+            if spec is None:
+                raise ValueError(f"{self.name}: {', '.join(spec_changes)} apply to global-local models only")
+            changes["global_local"] = replace(spec, **spec_changes)
         return replace(self, **changes)
 
     def check_tile(self, tile: int) -> None:

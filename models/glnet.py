@@ -8,15 +8,23 @@ maps cropped to the patch's footprint ("fold=2", :class:`LocalFPN`). The global 
 1024→C) classifies ``cat(local ps3, global ps3 over the patch)`` at 1/4, resized to the
 patch.
 
-The authors' evaluation runs l2g once, on the whole global grid, after merging *every*
-patch's local features. A streaming pipeline cannot wait for that, so
-:meth:`GLNet._l2g_global` runs it per patch, on the patch's footprint window of the global
-grid (exact when the patch is the whole region). ``l2g=False`` is the authors' mode-2 (G→L)
-ensemble, which streams exactly and exports to ONNX; ``frozen_global=True`` adds the
-frozen global branch of their two-checkpoint evaluation.
+Two inference procedures (``procedure``; docs/models/glnet.md, "Inference"):
 
-Inputs in [0, 1] with no mean/std (the authors' ``ToTensor``); 500-px patches and views,
-50 px overlap, any multiple of 4. :meth:`~GLNet.forward_global` gives the context dict,
+* ``authors`` (the default, as their ``helper.py`` evaluates): crops are the whole cells of
+  each global map under the patch (:func:`crop_cells`), resized; l2g runs once per region
+  after a first pass over *every* patch of the region (:meth:`GLNet.fuse_region`, which the
+  pipeline drives), and each patch's ensemble crops its ps3; logits are nearest-upsampled.
+* ``streaming``: crops sample the exact footprint (:func:`~.global_local.crop_global`), and
+  l2g runs per patch on its footprint window of the global grid (:meth:`GLNet._l2g_global`),
+  so every patch streams on its own with no first pass; logits are bilinearly upsampled.
+
+``l2g=False`` is the authors' mode-2 (G→L) ensemble (streams exactly in either procedure;
+exports to ONNX with ``streaming``); ``frozen_global=True`` adds the frozen global branch
+of their two-checkpoint evaluation.
+
+Inputs in [0, 1] with no mean/std (the authors' ``ToTensor``); 500-px patches and views
+(the global view's size comes from the config: ``global_size``, 508 in the authors'
+DeepGlobe runs), 50 px overlap, any multiple of 4. :meth:`~GLNet.forward_global` gives the context dict,
 :meth:`~GLNet.forward_local` logits (B, C, p, p) (see :mod:`.global_local`). The authors'
 checkpoints load through :func:`glnet_key_map`. 79,182,482 parameters.
 
@@ -26,7 +34,8 @@ Provenance and differences from the authors' code: docs/models/glnet.md
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -41,6 +50,10 @@ from .resnet import ResNet
 ENCODER_CHANNELS = (2048, 1024, 512, 256)
 LEVELS = ("5", "4", "3", "2")
 RESNET50_LAYERS = (3, 4, 6, 3)
+# How GLNet runs patches (docs/models/glnet.md, "Inference"): the authors' evaluation
+# (cell crops, the l2g fusion once per region over all its patches) or the streaming variant
+# (grid-sampled crops, l2g per patch on its window).
+PROCEDURES = ("authors", "streaming")
 
 
 # --- building blocks (shared with GLCANet) ---------------------------------------------------
@@ -146,11 +159,16 @@ class LocalFPN(nn.Module):
     def laterals(self, feats: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
         return [conv(torch.cat((f, g[0]), 1)) for conv, f, g in zip(self.lateral, feats, crops)]
 
-    def pyramid(self, laterals: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]):
-        """``(ps0, ps1, ps2, ps3)`` of the local branch."""
+    def levels(self, laterals: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]):
+        """``(ps0, ps1, ps2)`` of the local branch (what the l2g fusion reads)."""
         ps0 = top_down(laterals)
         ps1 = [conv(torch.cat((p, g[1]), 1)) for conv, p, g in zip(self.smooth_a, ps0, crops)]
         ps2 = [conv(torch.cat((p, g[2]), 1)) for conv, p, g in zip(self.smooth_b, ps1, crops)]
+        return ps0, ps1, ps2
+
+    def pyramid(self, laterals: list[torch.Tensor], crops: Sequence[Sequence[torch.Tensor]]):
+        """``(ps0, ps1, ps2, ps3)`` of the local branch."""
+        ps0, ps1, ps2 = self.levels(laterals, crops)
         ps3 = self.fuse(gather([torch.cat((p, g[3]), 1) for p, g in zip(ps2, crops)]))
         return ps0, ps1, ps2, ps3
 
@@ -203,6 +221,67 @@ def footprint_cells(boxes: torch.Tensor, grids: Sequence[Sequence[int]]) -> list
     return [tuple((max(1, round(bh * h)), max(1, round(bw * w))) for h, w in grids) for bh, bw in spans]
 
 
+def _host_boxes(boxes: torch.Tensor, what: str) -> list[list[float]]:
+    """Box values on the host (the authors' crops and fusion are sized from them)."""
+    if torch.jit.is_tracing():
+        raise RuntimeError(
+            f"GLNet: {what} sizes its crops from the box values, which a traced (ONNX) graph would "
+            "freeze; run it with the torch backend, or export GLNet with procedure='streaming' and l2g=False"
+        )
+    if boxes.device.type == "meta":  # complexity counting: the whole view, as in whole-image forward
+        return [[0.0, 0.0, 1.0, 1.0]] * boxes.shape[0]
+    return boxes.double().tolist()
+
+
+def cell_span(start: float, side: float, cells: int) -> tuple[int, int]:
+    """The authors' ``_crop_global`` on one axis: first cell ``round(start·cells)``, and
+    ``round(side·cells)`` cells (at least 1), in a grid of ``cells``."""
+    return round(start * cells), max(1, round(side * cells))
+
+
+def _cells(features: torch.Tensor, first: int, count: int, dim: int) -> torch.Tensor:
+    """``count`` cells of ``features`` along ``dim`` from ``first``; past the grid's edge the
+    edge cell repeats (the authors' slice, which would come back short there)."""
+    n = features.shape[dim]
+    if 0 <= first and first + count <= n:
+        return features.narrow(dim, first, count)
+    index = torch.arange(first, first + count, device=features.device).clamp(0, n - 1)
+    return features.index_select(dim, index)
+
+
+def crop_cells(features: torch.Tensor, boxes: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The authors' crop: per box, the whole cells of ``features`` (1 or B, C, h, w) under its
+    footprint (:func:`cell_span` per axis), bilinearly resized to ``size``."""
+    h, w = features.shape[-2:]
+    out = []
+    for i, (y0, x0, y1, x1) in enumerate(_host_boxes(boxes, "the authors' crop")):
+        f = features[i : i + 1] if features.shape[0] == boxes.shape[0] else features[:1]
+        top, rows = cell_span(y0, y1 - y0, h)
+        left, cols = cell_span(x0, x1 - x0, w)
+        out.append(resize(_cells(_cells(f, top, rows, 2), left, cols, 3), size))
+    return torch.cat(out)
+
+
+def crop_levels_cells(
+    context: dict[str, torch.Tensor], boxes: torch.Tensor, feats: list[torch.Tensor], channels
+) -> list[list[torch.Tensor]]:
+    """:func:`crop_levels` with the authors' crops (:func:`crop_cells`)."""
+    out = []
+    for n, f, chans in zip(LEVELS, feats, channels):
+        stack = crop_cells(context[f"level{n}"], boxes, tuple(f.shape[-2:]))
+        out.append(list(torch.split(stack, list(chans), dim=1)))
+    return out
+
+
+def coverage(start: float, stop: float, pixels: int, cells: int, like: torch.Tensor) -> torch.Tensor:
+    """(cells,): the 0/1 indicator of scene pixels ``[round(start·pixels), round(stop·pixels))``
+    on one axis, bilinearly resized to ``cells`` (the authors' count template, one patch, one axis)."""
+    a, b = max(0, round(start * pixels)), min(pixels, round(stop * pixels))
+    line = like.new_zeros(1, 1, pixels, 1)
+    line[:, :, a:b] = 1
+    return resize(line, (cells, 1)).view(cells)
+
+
 def upsample_logits(logits: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
     if mode == "nearest":
         return F.interpolate(logits, size=tuple(size), mode="nearest")
@@ -213,7 +292,7 @@ def upsample_logits(logits: torch.Tensor, size: Sequence[int], mode: str) -> tor
 
 
 class GLNet(GlobalLocalModel):
-    """GLNet with the l2g (``_ext``) path run per patch (docs/models/glnet.md, "Inference").
+    """GLNet; ``procedure`` ``authors`` (their evaluation) or ``streaming`` (docs/models/glnet.md, "Inference").
 
     ``l2g=False``: the authors' mode-2 (G→L) ensemble. ``frozen_global=True``: a separate
     global branch for the context (authors' mode-3 evaluation with two checkpoints).
@@ -231,26 +310,34 @@ class GLNet(GlobalLocalModel):
         encoder_layers: Sequence[int] = RESNET50_LAYERS,
         fpn_width: int = 256,
         smooth_width: int = 128,
-        upsample: str = "bilinear",
+        upsample: str | None = None,
+        basic_blocks: bool = False,
+        encoder_width: int = 64,
+        procedure: str = "authors",
     ):
         super().__init__()
+        if procedure not in PROCEDURES:
+            raise ValueError(f"GLNet: procedure must be one of {', '.join(PROCEDURES)}")
+        upsample = upsample or ("nearest" if procedure == "authors" else "bilinear")
         if upsample not in ("bilinear", "nearest"):
             raise ValueError("GLNet: upsample must be 'bilinear' or 'nearest'")
+        self.procedure = procedure
         self.global_size = global_size
         self.l2g = l2g
         self.frozen_global = frozen_global
         self.upsample = upsample
-        self.channels = level_channels(fpn_width, smooth_width)
-        self.global_encoder = ResNet(encoder_layers, in_channels)
-        self.local_encoder = ResNet(encoder_layers, in_channels)
+        self.global_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
+        self.local_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
+        top_down = self.global_encoder.out_channels[::-1]
+        self.channels = level_channels(fpn_width, smooth_width, top_down)
         # The _ext layers are always built: every one of the authors' checkpoints has them.
-        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=True)
-        self.local_fpn = LocalFPN(num_classes, fpn_width, smooth_width)
+        self.global_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=True, encoder_channels=top_down)
+        self.local_fpn = LocalFPN(num_classes, fpn_width, smooth_width, encoder_channels=top_down)
         self.ensemble_conv = conv3x3(8 * smooth_width, num_classes)
         nn.init.normal_(self.ensemble_conv.weight, mean=0.0, std=0.01)
         if frozen_global:
-            self.frozen_encoder = ResNet(encoder_layers, in_channels)
-            self.frozen_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False)
+            self.frozen_encoder = ResNet(encoder_layers, in_channels, basic=basic_blocks, width=encoder_width)
+            self.frozen_fpn = GlobalFPN(num_classes, fpn_width, smooth_width, l2g=False, encoder_channels=top_down)
 
     # -- global ------------------------------------------------------------------------------
     def _context_branch(self):
@@ -275,13 +362,70 @@ class GLNet(GlobalLocalModel):
         return context["logits"]
 
     # -- local -------------------------------------------------------------------------------
+    def _crops(self, feats, context, boxes):
+        if context is None:
+            return zero_crops(feats, self.channels)
+        crop = crop_levels_cells if self.procedure == "authors" else crop_levels
+        return crop(context, boxes, feats, self.channels)
+
+    def _crop(self, features: torch.Tensor, boxes: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        return (crop_cells if self.procedure == "authors" else crop_global)(features, boxes, size)
+
     def local_features(self, patches, context, boxes):
         """Local encoder features and local FPN maps ``(feats, ps0, ps1, ps2, ps3)`` (top-down lists)."""
         feats = self.local_encoder(patches)[::-1]
-        crops = (
-            zero_crops(feats, self.channels) if context is None else crop_levels(context, boxes, feats, self.channels)
+        return (feats, *self.local_fpn(feats, self._crops(feats, context, boxes)))
+
+    # -- the authors' l2g: one fusion per region over all its patches -----------------------
+    def needs_region_pass(self, context: dict[str, torch.Tensor] | None) -> bool:
+        return (
+            self.procedure == "authors"
+            and self.l2g
+            and self.mode == "global-local"
+            and context is not None
+            and "l2g_ps3" not in context
         )
-        return (feats, *self.local_fpn(feats, crops))
+
+    def fuse_region(
+        self,
+        context: dict[str, torch.Tensor],
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        size: Sequence[int],
+    ) -> None:
+        """Pass 1 of the authors' mode-3 evaluation, over every patch of a region.
+
+        Each patch's local c, ps0, ps1, ps2 (per level, stacked) are resized onto its cells of
+        the global grid (:func:`cell_span`) and summed; the sums are divided by the count of
+        patches over each scene pixel, bilinearly resized to the grid (the authors'
+        template). The ``_ext`` path of the global FPN then runs once on the whole grid;
+        its ps3 goes into ``context["l2g_ps3"]``, which every patch's ensemble crops in pass 2.
+        """
+        maps = self._l2g_maps(context)
+        grids = [tuple(m.shape[-2:]) for m in maps]
+        like = maps[0]
+        merged = [like.new_zeros(1, sum(ch), *g) for ch, g in zip(self.channels, grids)]
+        counts = [like.new_zeros(g) for g in grids]
+        for patches, boxes in batches:
+            feats = self.local_encoder(patches)[::-1]
+            crops = self._crops(feats, context, boxes)
+            ps0, ps1, ps2 = self.local_fpn.levels(self.local_fpn.laterals(feats, crops), crops)
+            stacks = [torch.cat(level, 1) for level in zip(feats, ps0, ps1, ps2)]
+            for i, (y0, x0, y1, x1) in enumerate(_host_boxes(boxes, "the authors' l2g fusion")):
+                for k, (gh, gw) in enumerate(grids):
+                    top, rows = cell_span(y0, y1 - y0, gh)
+                    left, cols = cell_span(x0, x1 - x0, gw)
+                    local = resize(stacks[k][i : i + 1], (rows, cols))
+                    # cells past the grid's edge (a patch padded beyond the region) are dropped
+                    merged[k][:, :, top : top + rows, left : left + cols] += local[:, :, : gh - top, : gw - left]
+                    ry = coverage(y0, y1, size[0], gh, like)
+                    rx = coverage(x0, x1, size[1], gw, like)
+                    counts[k] += ry[:, None] * rx[None, :]
+        ext: list[list[torch.Tensor]] = [[], [], [], []]
+        for m, c, ch in zip(merged, counts, self.channels):
+            fused = torch.where(c > 0, m / c.clamp_min(1e-12), m.new_zeros(()))  # no patch: 0, not 0/0
+            for lst, part in zip(ext, torch.split(fused, list(ch), dim=1)):
+                lst.append(part)
+        context["l2g_ps3"] = self.global_fpn.forward_l2g(maps, ext)
 
     def _l2g_maps(self, context: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         if self.frozen_global:
@@ -321,10 +465,14 @@ class GLNet(GlobalLocalModel):
     ) -> torch.Tensor:
         local = self.local_features(patches, context, boxes)
         ps3 = local[-1]
-        if self.l2g:
+        if not self.l2g:
+            glob = self._crop(context["ps3"], boxes, tuple(ps3.shape[-2:]))
+        elif self.procedure == "streaming":
             glob = self._l2g_global(context, boxes, local)
+        elif "l2g_ps3" in context:
+            glob = crop_cells(context["l2g_ps3"], boxes, tuple(ps3.shape[-2:]))
         else:
-            glob = crop_global(context["ps3"], boxes, tuple(ps3.shape[-2:]))
+            raise RuntimeError("GLNet (authors' procedure): fuse_region must see the region's patches first")
         logits = self.ensemble_conv(torch.cat((ps3, glob), 1))
         return upsample_logits(logits, patches.shape[-2:], self.upsample)
 
@@ -424,7 +572,7 @@ def merge_glnet_checkpoints(
 
 GLNET = ModelConfig(
     name="glnet",
-    description="GLNet: global (downsampled view) + local (patch) ResNet-50 FPN branches, l2g per patch",
+    description="GLNet: global (downsampled view) + local (patch) ResNet-50 FPN branches, l2g once per region",
     tile=500,  # GLCANet's 500 px; the authors' DeepGlobe runs used 508
     overlap=50,
     in_bands=("red", "green", "blue"),
@@ -436,12 +584,31 @@ GLNET = ModelConfig(
     receptive_radius=None,  # global context: unbounded
     paper="GLNet (CVPR 2019)",
     source="VITA-Group/GLNet (MIT)",
-    global_local=GlobalLocalSpec(global_size=500, region=4096),
+    global_local=GlobalLocalSpec(global_size=500, region=4096, procedure="authors"),
 )
 
 
 @register_model(GLNET, key_map=glnet_key_map)
 def glnet(config: ModelConfig, **kwargs) -> GLNet:
-    """``kwargs`` go to :class:`GLNet` (``global_size``, ``l2g``, ``frozen_global``, widths...)."""
-    kwargs.setdefault("global_size", (config.global_local or GlobalLocalSpec()).global_size)
+    """``kwargs`` go to :class:`GLNet` (``global_size``, ``procedure``, ``l2g``, ``frozen_global``, widths...);
+    ``global_size`` and ``procedure`` default to the config's."""
+    spec = config.global_local or GlobalLocalSpec()
+    kwargs.setdefault("global_size", spec.global_size)
+    kwargs.setdefault("procedure", spec.procedure or "authors")
     return GLNet(in_channels=config.num_bands, num_classes=config.num_classes, **kwargs)
+
+
+GLNET_LITE = GLNET.replace(
+    name="glnet-lite",
+    description="GLNet-lite (demo): two ResNet-18s at width 32, 64/32-channel FPNs",
+    # 512 px like glcanet-lite: a multiple of the encoder's stride 32 keeps the FPN aligned.
+    tile=512,
+    overlap=64,
+    demo=True,
+)
+
+
+@register_model(GLNET_LITE, key_map=glnet_key_map)
+def glnet_lite(config: ModelConfig, **kwargs) -> GLNet:
+    lite = dict(encoder_layers=(2, 2, 2, 2), basic_blocks=True, encoder_width=32, fpn_width=64, smooth_width=32)
+    return cast(GLNet, glnet(config, **{**lite, **kwargs}))

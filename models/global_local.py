@@ -11,13 +11,18 @@ view: 0 is the view's top/left edge and 1 its bottom/right edge (pixel edges, no
 centres), so a patch covering the whole region has box ``(0, 0, 1, 1)`` whatever the
 region's aspect ratio.
 
+A model may need a first pass over every patch of a region before it can predict any
+(:meth:`GlobalLocalModel.needs_region_pass`, :meth:`GlobalLocalModel.fuse_region`: GLNet's
+local→global fusion as its authors run it); the pipeline then reads the region's patches
+twice, and memory stays bounded by one region.
+
 ``mode`` picks what runs (``--mode``): ``global`` (the global branch alone on the global
 view, upsampled to the patch), ``patch`` (the local branch alone) or ``global-local``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -88,6 +93,22 @@ class GlobalLocalModel(nn.Module):
         """Logits (B, K, p, p) of the local branch alone (no global context)."""
         raise NotImplementedError
 
+    # -- two-pass models (GLNet as its authors run it) ---------------------------------------
+    def needs_region_pass(self, context: dict[str, torch.Tensor] | None) -> bool:
+        """True when ``context`` must first go through :meth:`fuse_region` with every patch
+        of its region before any patch of the region can be predicted (in the current mode)."""
+        return False
+
+    def fuse_region(
+        self,
+        context: dict[str, torch.Tensor],
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        size: Sequence[int],
+    ) -> None:
+        """First pass over a region: ``batches`` of ``(patches, boxes)`` covering the region
+        (``size`` = its (rows, cols) in scene pixels); completes ``context`` in place."""
+        raise NotImplementedError(f"{type(self).__name__} has no region pass")
+
     # -- shared ------------------------------------------------------------------------------
     def predict_patches(
         self, patches: torch.Tensor, context: dict[str, torch.Tensor] | None, boxes: torch.Tensor | None
@@ -116,4 +137,6 @@ class GlobalLocalModel(nn.Module):
             gh, gw = global_view_size(x.shape[-2], x.shape[-1], self.global_size)
             view = F.interpolate(x, size=(gh, gw), mode="bilinear", align_corners=False, antialias=True)
             context = self.forward_global(view)
+            if self.needs_region_pass(context):  # the image is its region's one patch
+                self.fuse_region(context, [(x, boxes)], x.shape[-2:])
         return self.predict_patches(x, context, boxes)

@@ -54,10 +54,13 @@ def load_model(
     weights: str | None = None,
     tile: int | None = None,
     overlap: int | None = None,
+    global_size: int | None = None,
 ) -> LoadedModel:
     """Build ``model`` with ``weights`` (a file, a manifest entry, ``random``, or None for the
     model's bundled default) and the tile/overlap overrides; errors are one-line ModelErrors.
 
+    ``global_size`` (global-local models): the longest side of each region's global view, in
+    place of the config's or the weights' entry's (GLNet's authors ran DeepGlobe at 508).
     With no model, the weights' model is used, else :data:`DEFAULT_MODEL`.
     """
     spec = weights
@@ -84,6 +87,13 @@ def load_model(
             config = config.replace(**entry.config_overrides())
         except ValueError as err:
             raise ModelError(f"weights {entry.name}: {err}") from None
+    if global_size is not None:
+        if not config.is_global_local:
+            raise ModelError(f"model {name} has no global view; a global size needs a global-local model")
+        try:
+            config = config.replace(global_size=global_size)
+        except ValueError as err:
+            raise ModelError(f"model {name}: {err}") from None
     config = _with_tiling(config, tile, overlap)
     module = create_model(config.name, config)
     if weights_file:

@@ -7,11 +7,14 @@ predictor owns what GLNet/GLCANet need beside each patch: the regions of the sce
 decimated global views (read ahead on the reader's threads), the global context computed
 once per region, and each patch's footprint box in its region's view, grown by the same
 padding the backend gives the patch (MONAI's ``sliding_window_inference(predictor=...)``
-is the model for this split).
+is the model for this split). A model that fuses every patch of a region before predicting
+any (GLNet as its authors run it) gets that first pass here, when its region's context is
+first needed: the region's tiles are read and run once more, so memory stays one region's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -20,12 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsinfer.models.global_local import GlobalLocalModel
+
 from .backends.base import Backend
 from .batching import Batch
 from .global_context import GlobalContextCache, RegionPlan
+from .io.reader import TileReader
 from .io.source import RasterInfo
 from .loading import LoadedModel
 from .tiling import Tile, TileGrid
+
+# Tiles per forward pass of a region's first pass: fixed, so its sums do not depend on --batch-size.
+REGION_PASS_BATCH = 4
 
 # Runs a function on the reader's threads: ``submit(fn, *args) -> Future``.
 Submit = Callable[..., Future[Any]]
@@ -59,6 +68,7 @@ class GlobalLocalPredictor(Predictor):
 
     def __init__(self, backend: Backend, info: RasterInfo, grid: TileGrid, loaded: LoadedModel, needs_context: bool):
         super().__init__(backend)
+        self.info = info
         spec = loaded.config.global_local
         assert spec is not None
         self.plan = RegionPlan(grid, spec.region)
@@ -78,8 +88,44 @@ class GlobalLocalPredictor(Predictor):
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         tiles = [td.tile for td in batch.tiles]
-        contexts = [self.contexts.get(self.plan.region_of(t)) if self.contexts else None for t in tiles]
+        contexts = [self.context(self.plan.region_of(t)) if self.contexts else None for t in tiles]
         return self.backend.predict(batch.data, batch.valid, contexts, self.boxes(tiles))
+
+    def context(self, key: tuple[int, int]):
+        assert self.contexts is not None
+        context = self.contexts.get(key)
+        model = getattr(self.backend, "model", None)  # the torch backend's module
+        if isinstance(model, GlobalLocalModel) and model.needs_region_pass(context):
+            self._region_pass(model, key, context)
+        return context
+
+    def _region_pass(self, model: GlobalLocalModel, key: tuple[int, int], context) -> None:
+        """Every tile of region ``key`` (all-invalid ones as zeros) through the model's first pass."""
+        rows = [i for i, r in enumerate(self.plan.y.tile_region) if r == key[0]]
+        cols = [j for j, r in enumerate(self.plan.x.tile_region) if r == key[1]]
+        tiles = [self.plan.grid.tile_at(i, j) for i in rows for j in cols]
+        view_rows, view_cols = self.plan.view(key)
+        reader = TileReader(self.info, workers=1)
+        backend = self.backend
+        autocast = getattr(backend, "_autocast", contextlib.nullcontext)
+
+        def batches():
+            for start in range(0, len(tiles), REGION_PASS_BATCH):
+                part = tiles[start : start + REGION_PASS_BATCH]
+                read = [reader.read(t) for t in part]
+                bands = len(self.info.bands)
+                data = np.stack(
+                    [td.data if td.data is not None else np.zeros((bands, *td.tile.shape)) for td in read]
+                ).astype(np.float32)
+                valid = np.stack([td.valid if td.valid is not None else np.zeros(td.tile.shape, bool) for td in read])
+                x = backend.pad(backend.normalize(data, valid))
+                yield x, torch.from_numpy(self.boxes(part)).to(backend.device)
+
+        try:
+            with torch.inference_mode(), autocast():
+                model.fuse_region(context, batches(), (view_rows.size, view_cols.size))
+        finally:
+            reader.close()
 
 
 def make_predictor(

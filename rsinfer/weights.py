@@ -2,7 +2,10 @@
 
 Checkpoints are untrusted input: ``.safetensors`` files are read as tensors only, and
 PyTorch files go through ``torch.load(weights_only=True)``, which refuses pickles that
-would run code.
+would run code. A zip-format file that it refuses because it pickles other objects beside
+the weights (a full mmengine/mmseg training checkpoint: its ``message_hub`` holds
+``HistoryBuffer`` objects) is read again by :func:`restricted_load`, which never imports or
+calls anything outside a short allowlist, so the ``state_dict`` can still be taken.
 
 ``--weights`` takes a file or the name of an entry in the bundled manifest
 (``weights/manifest.json``, or ``RSINFER_WEIGHTS_MANIFEST``); manifest files are verified
@@ -14,12 +17,20 @@ none.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import io
 import json
 import os
+import pickle
+import re
+import sys
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,8 +41,22 @@ from .errors import ModelError
 WRAPPER_PREFIXES = ("module.", "net.")
 # Containers training scripts save the state dict under.
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net")
-# Config fields a manifest entry may override (lists in JSON become tuples).
-CONFIG_OVERRIDES = ("class_names", "class_colors", "in_bands", "mean", "std", "input_range", "tile", "overlap")
+# Config fields a manifest entry may override (lists in JSON become tuples); the last four
+# belong to global-local models (models.config.GlobalLocalSpec).
+CONFIG_OVERRIDES = (
+    "class_names",
+    "class_colors",
+    "in_bands",
+    "mean",
+    "std",
+    "input_range",
+    "tile",
+    "overlap",
+    "global_size",
+    "region",
+    "neighbourhood",
+    "procedure",
+)
 
 
 @dataclass(frozen=True)
@@ -50,14 +75,69 @@ class WeightEntry:
     default: bool = False
 
     def config_overrides(self) -> dict:
-        out = {}
-        for key, value in self.config.items():
-            if key not in CONFIG_OVERRIDES:
-                raise ModelError(f"weights {self.name}: unknown config field {key!r} in the manifest")
-            if isinstance(value, list):
-                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-            out[key] = value
-        return out
+        try:
+            return config_changes(self.config)
+        except ValueError as err:
+            raise ModelError(f"weights {self.name}: {err} in the manifest") from None
+
+
+def config_changes(fields: dict) -> dict:
+    """Manifest config fields (JSON values) as :meth:`ModelConfig.replace` arguments (lists → tuples)."""
+    out = {}
+    for key, value in fields.items():
+        if key not in CONFIG_OVERRIDES:
+            raise ValueError(f"unknown config field {key!r} (known: {', '.join(CONFIG_OVERRIDES)})")
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        out[key] = value
+    return out
+
+
+def class_palette(n: int) -> list[list[int]]:
+    """``n`` distinct colours for classes that come with none: hues a golden angle apart."""
+    import colorsys
+
+    out = []
+    for i in range(n):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.381966) % 1.0, 0.7, 0.95)
+        out.append([round(255 * r), round(255 * g), round(255 * b)])
+    return out
+
+
+def infer_shapes(model_name: str, config: Any, state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Classes and bands the checkpoint was trained with, where they differ from ``config``.
+
+    Read from the layers whose shapes disagree with the model built for ``config``: a layer
+    whose first dimension is the class count (classifiers) gives ``classes``, a convolution
+    whose input channels are the band count (the stem) gives ``bands``. Returns only what
+    differs, e.g. ``{"classes": 7}``; raises ValueError when the layers disagree.
+    """
+    from rsinfer.models import create_model
+
+    with torch.device("meta"):
+        net = create_model(model_name, config)
+    mapped = adapt_state_dict(model_name, net, state)
+    found: dict[str, set[int]] = {"classes": set(), "bands": set()}
+    for key, own in net.state_dict().items():
+        theirs = mapped.get(key)
+        if theirs is None or theirs.shape == own.shape or theirs.ndim != own.ndim or own.ndim == 0:
+            continue
+        if own.shape[0] == config.num_classes and theirs.shape[1:] == own.shape[1:]:
+            found["classes"].add(int(theirs.shape[0]))
+        elif (
+            own.ndim == 4
+            and own.shape[1] == config.num_bands
+            and theirs.shape[0] == own.shape[0]
+            and theirs.shape[2:] == own.shape[2:]
+        ):
+            found["bands"].add(int(theirs.shape[1]))
+    out = {}
+    for what, values in found.items():
+        if len(values) > 1:
+            raise ValueError(f"the checkpoint's layers disagree on its {what}: {sorted(values)}")
+        if values:
+            out[what] = values.pop()
+    return out
 
 
 def bundled_weights_dir() -> Path:
@@ -144,6 +224,139 @@ def resolve_weights(spec: str, manifest: str | Path | None = None) -> tuple[Path
     return file, entry
 
 
+# --- reading pickled checkpoints without running their code ----------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, without terminal colour codes."""
+    text = _ANSI.sub("", str(err)).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class Inert:
+    """What an unknown pickled global becomes: a class that takes any arguments and state and
+    does nothing with them (instances keep them in ``args`` / ``state`` for inspection)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    """A pickled ``torch.<Type>Storage`` reference: only its dtype is used."""
+
+    dtype: torch.dtype
+
+
+def _storage_dtypes() -> dict[str, torch.dtype]:
+    out = {"UntypedStorage": torch.uint8}
+    with warnings.catch_warnings():  # reading a legacy storage class's dtype warns that TypedStorage is deprecated
+        warnings.simplefilter("ignore")
+        for name in dir(torch):
+            cls = getattr(torch, name, None)
+            if name.endswith("Storage") and isinstance(cls, type) and issubclass(cls, torch.storage._LegacyStorage):
+                out[name] = cls.dtype
+    return out
+
+
+# The only globals a checkpoint may name that are used as what they are: containers, sizes, and
+# torch's own tensor rebuilders (those torch.load(weights_only=True) allows). Every other
+# global becomes a fresh Inert subclass; nothing is imported.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, data: io.BytesIO, reader: Any, byteorder: str | None):
+        super().__init__(data)
+        self._reader = reader
+        self._byteorder = byteorder
+        self._storages: dict[str, torch.storage.TypedStorage] = {}
+        self._dtypes = _storage_dtypes()
+        self._inert: dict[tuple[str, str], type] = {}
+        self.unknown: list[str] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "torch" and name in self._dtypes:
+            return _StorageType(self._dtypes[name])
+        key = (module, name)
+        if key not in self._inert:
+            self._inert[key] = type(name, (Inert,), {"__module__": f"rsinfer.inert.{module}", "__qualname__": name})
+            self.unknown.append(f"{module}.{name}")
+        return self._inert[key]
+
+    def persistent_load(self, pid: Any) -> Any:
+        """Storages of the zip format: ``('storage', type, key, location, numel)``, read from
+        the archive's ``data/<key>`` record by torch's own zip reader, onto the CPU."""
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.60}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int):
+            raise pickle.UnpicklingError("malformed storage reference")
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        if key not in self._storages:
+            dtype = storage_type.dtype
+            nbytes = numel * torch._utils._element_size(dtype)
+            untyped = self._reader.get_storage_from_record(f"data/{key}", nbytes, torch.UntypedStorage)
+            untyped = untyped._typed_storage()._untyped_storage
+            if self._byteorder is not None and self._byteorder != sys.byteorder:
+                untyped.byteswap(dtype)
+            self._storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+        return self._storages[key]
+
+
+def restricted_load(path: str | Path) -> tuple[Any, list[str]]:
+    """Unpickle a zip-format PyTorch file without importing or calling anything outside
+    :data:`_ALLOWED`; returns the object and the globals that became :class:`Inert` stand-ins.
+
+    Storages come through torch's zip reader as in ``torch.load``; tensors are rebuilt by
+    torch's ``_rebuild_tensor_v2``. Anything else the file names (classes, functions such as
+    ``os.system``) is replaced by an inert class, so no pickled code runs.
+    """
+    reader: Any = torch._C.PyTorchFileReader(str(path))
+    byteorder = reader.get_record("byteorder").decode() if reader.has_record("byteorder") else None
+    unpickler = _RestrictedUnpickler(io.BytesIO(reader.get_record("data.pkl")), reader, byteorder)
+    return unpickler.load(), unpickler.unknown
+
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _load_pickled(path: Path) -> object:
+    """``torch.load(weights_only=True)``; when it refuses a zip-format file for its other
+    objects, :func:`restricted_load`; else one line naming the refused class and the fix."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if zipfile.is_zipfile(path):
+            return restricted_load(path)[0]
+        found = _REFUSED_GLOBAL.search(_ANSI.sub("", str(err)))
+        what = found.group(1) if found else first_line(err)
+        raise ModelError(
+            f"{path}: cannot load checkpoint safely: it pickles {what} beside the weights, in torch's "
+            "legacy (non-zip) format; keep only its state_dict (e.g. mmseg's tools/model_converters/"
+            "publish_model.py, or torch.save(checkpoint['state_dict'], ...) where the file is trusted)"
+        ) from None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict, without running any code."""
     path = Path(path)
@@ -157,21 +370,21 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         elif suffix in (".pt", ".pth", ".bin", ".ckpt"):
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = _load_pickled(path)
         else:
             raise ModelError(f"{path}: unknown checkpoint type {suffix or '(none)'}; use .safetensors, .pt or .pth")
     except ModelError:
         raise
     except Exception as err:  # unpickling refusals, truncated files, bad headers
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: cannot load checkpoint safely ({first[:300]})") from None
+        raise ModelError(f"{path}: cannot load checkpoint safely ({first_line(err)[:300]})") from None
     for key in STATE_DICT_KEYS:
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: checkpoint does not hold a state dict of tensors")
-    return dict(state)
+    # detach: plain tensors, whatever hooks or flags the pickle gave them
+    return {str(k): v.detach() for k, v in state.items()}
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -36,18 +36,22 @@ from rsinfer.models.global_local import GlobalLocalModel
 from rsinfer.synth import write_synthetic_scene
 from rsinfer.weights import WeightEntry, save_manifest_entry, save_safetensors, sha256_of
 
-DEMO_MODELS = ("lanet-lite", "ammunet-lite", "hiresnet-lite", "glcanet-lite")
+DEMO_MODELS = ("lanet-lite", "ammunet-lite", "hiresnet-lite", "glcanet-lite", "glnet-lite")
 TRAIN_SEEDS = (1001, 1002, 1003, 1004)  # scenes; the held-out scenes use other seeds
 VALIDATION_SEED = 2001
 SCENE_SIZE = 4096
 CROP = 256
 # Steps per model at batch 8 (global-local: 4 patches per region), sized for a 2-core CPU.
-DEFAULT_STEPS = {"lanet-lite": 800, "ammunet-lite": 800, "hiresnet-lite": 800, "glcanet-lite": 1000}
+DEFAULT_STEPS = {"lanet-lite": 800, "ammunet-lite": 800, "hiresnet-lite": 800, "glcanet-lite": 1000, "glnet-lite": 800}
 PEAK_LR = 2e-3
 # The global-local path (FPNs without normalization, attention on their output) diverges
 # at the peak rate above: a lower one and clipped gradients keep it stable.
-PEAK_LR_OF = {"glcanet-lite": 1e-3}
-GRAD_CLIP_OF = {"glcanet-lite": 1.0}
+PEAK_LR_OF = {"glcanet-lite": 1e-3, "glnet-lite": 1e-3}
+GRAD_CLIP_OF = {"glcanet-lite": 1.0, "glnet-lite": 1.0}
+# Builder arguments for training only. GLNet trains with its streaming procedure, where every
+# patch's logits are a differentiable function of that patch and the global view alone (the
+# authors' procedure fuses all patches of a region first); the weights run with either.
+TRAIN_KWARGS = {"glnet-lite": {"procedure": "streaming"}}
 DISCLAIMER = "Trained on synthetic rsinfer synth scenes only, for demonstrations and tests; not for real imagery."
 
 
@@ -199,7 +203,7 @@ def train(name: str, scenes: list[Scene], validation: Scene, steps: int, seed: i
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     config = get_config(name)
-    model = create_model(name).train()
+    model = create_model(name, **TRAIN_KWARGS.get(name, {})).train()
     norm = Normalizer(config)
     weights = class_weights(scenes, config.num_classes)
     peak = PEAK_LR_OF.get(name, PEAK_LR)

@@ -119,3 +119,68 @@ def test_manifest_config_overrides_the_model_defaults(tmp_path, monkeypatch):
     assert loaded.weights == "two"
     with pytest.raises(ModelError, match="are for model simple-fcn, not lanet"):
         load_model("lanet", "two")
+
+
+def _five_band_seven_class_checkpoint(path):
+    """simple-fcn trained elsewhere on 5 bands and 7 classes (LANet Potsdam's setting)."""
+    from rsinfer.models import get_config
+
+    config = get_config("simple-fcn").replace(
+        in_bands=("r", "g", "b", "nir", "dsm"),
+        mean=(0.0,) * 5,
+        std=(1.0,) * 5,
+        class_names=tuple("abcdefg"),
+        class_colors=((0, 0, 0),) * 7,
+    )
+    torch.save({"state_dict": create_model("simple-fcn", config).state_dict()}, path)
+
+
+def test_convert_weights_takes_bands_classes_and_settings(runner, tmp_path, monkeypatch):
+    from rsinfer.loading import load_model
+
+    _five_band_seven_class_checkpoint(tmp_path / "potsdam.pth")
+    out = tmp_path / "potsdam.safetensors"
+    args = ["convert-weights", str(tmp_path / "potsdam.pth"), str(out), "-m", "simple-fcn"]
+    # the counts are read off the checkpoint; 5 bands need their normalization
+    res = runner.invoke(main, args)
+    assert res.exit_code != 0
+    assert "inferred from the checkpoint's shapes: 7 classes" in res.output and "5 bands" in res.output
+    assert "--set mean=" in res.output and not out.exists()
+    names = "invalid,impervious,building,low_vegetation,tree,car,clutter"
+    res = runner.invoke(
+        main,
+        args
+        + ["--bands", "red,green,blue,nir,dsm", "--classes", names]
+        + ["--set", "mean=85.8,91.7,84.9,96.6,47", "--set", "std=35.8,35.2,36.5,37,55", "--set", "tile=256"],
+    )
+    assert res.exit_code == 0, res.output
+    entry = json.loads((tmp_path / "manifest.json").read_text())["weights"]["potsdam"]
+    assert entry["config"]["in_bands"] == ["red", "green", "blue", "nir", "dsm"] and entry["config"]["tile"] == 256
+    assert entry["config"]["mean"] == [85.8, 91.7, 84.9, 96.6, 47] and len(entry["config"]["class_colors"]) == 7
+    monkeypatch.setenv("RSINFER_WEIGHTS_MANIFEST", str(tmp_path / "manifest.json"))
+    loaded = load_model(weights="potsdam")
+    assert loaded.config.num_bands == 5 and loaded.config.class_names[0] == "invalid" and loaded.config.tile == 256
+    bad = runner.invoke(main, args + ["--overwrite", "--set", "colour=red"])
+    assert bad.exit_code != 0 and "--set colour=red" in bad.output
+
+
+def test_convert_weights_infers_classes_alone(runner, tmp_path):
+    from rsinfer.models import get_config
+
+    config = get_config("simple-fcn").replace(class_names=tuple("abcdefg"), class_colors=((0, 0, 0),) * 7)
+    torch.save(create_model("simple-fcn", config).state_dict(), tmp_path / "seven.pt")
+    out = tmp_path / "seven.safetensors"
+    res = runner.invoke(main, ["convert-weights", str(tmp_path / "seven.pt"), str(out), "-m", "simple-fcn"])
+    assert res.exit_code == 0, res.output
+    assert "7 classes (named class0..class6" in res.output
+    entry = json.loads((tmp_path / "manifest.json").read_text())["weights"]["seven"]
+    assert entry["config"]["class_names"] == [f"class{i}" for i in range(7)] and "in_bands" not in entry["config"]
+
+
+def test_load_model_sets_the_global_view_size():
+    from rsinfer.loading import load_model
+
+    loaded = load_model("glcanet-lite", "random", global_size=256)
+    assert loaded.config.global_local.global_size == 256 and loaded.module.global_size == 256
+    with pytest.raises(ModelError, match="global-local"):
+        load_model("simple-fcn", "random", global_size=256)

@@ -464,9 +464,34 @@ def test_glnet_flops_and_context(monkeypatch):
     assert [context[f"level{k}"].shape[-1] for k in "2345"] == [125, 63, 32, 16]  # 1/4..1/32 of 500
     pin("glnet", mib(context.values()), "80.3")
 
-    # Whole-image forward = global view + the view as its own patch (box 0,0,1,1: full-grid l2g).
-    pin("glnet", whole.flops / 1e9, "585.54")
-    pin("glnet", (whole.flops - counter.get_total_flops()) / 1e9, "501.90")
+    # authors' procedure (the default): whole-image forward = global view + pass 1 + one l2g pass + pass 2.
+    pin("glnet", whole.flops / 1e9, "709.14")
+    assert model.procedure == "authors"
+
+    def pass1(p):
+        feats = model.local_encoder(p)[::-1]
+        crops = model._crops(feats, context, box)
+        return model.local_fpn.levels(model.local_fpn.laterals(feats, crops), crops)
+
+    pin("glnet", counted(pass1, patch).get_total_flops() / 1e9, "123.60")
+    maps = model._l2g_maps(context)
+    ext = [[torch.empty(1, ch[i], *m.shape[-2:], device=META) for m, ch in zip(maps, model.channels)] for i in range(4)]
+    l2g = counted(model.global_fpn.forward_l2g, maps, ext)
+    pin("glnet", l2g.get_total_flops() / 1e9, "229.12")
+    pin(
+        "glnet",
+        counted(model.forward_local, patch, {**context, "l2g_ps3": l2g.result}, box).get_total_flops() / 1e9,
+        "272.79",
+    )
+
+    # streaming procedure: whole-image forward = global view + the view as its own patch (full-grid l2g).
+    model = meta("glnet", procedure="streaming")
+    with mock.patch.object(
+        complexity, "create_model", lambda *a, **k: create_model(*a, **{**k, "procedure": "streaming"})
+    ):
+        streaming = complexity.model_complexity("glnet")
+    pin("glnet", streaming.flops / 1e9, "585.54")
+    pin("glnet", (streaming.flops - counter.get_total_flops()) / 1e9, "501.90")
     # Meta boxes hold no values, so footprint_cells is substituted with the footprint of each case.
     patch_mode = counted(model.forward_patch, patch)
     pin("glnet", patch_mode.get_total_flops() / 1e9, "271.92")
@@ -521,6 +546,7 @@ def test_glcanet():
 
     lite = meta("glcanet-lite")
     pin("glcanet", params(lite), "6,714,898")
+    pin("glnet", params(meta("glnet-lite")), "7,476,946")
     assert lite.global_encoder.out_channels == (32, 64, 128, 256)
     assert (lite.global_fpn.lateral[0].out_channels, lite.global_fpn.smooth_b[0].out_channels) == (64, 32)
 

@@ -178,21 +178,27 @@ def test_forward_shapes_in_each_mode_non_square(small, mode):
             # patches of a non-square region (global view 40 x 64)
             ctx = small.forward_global(torch.rand(1, 3, 40, 64))
             boxes = torch.tensor([[0.0, 0.0, 0.8, 0.5], [0.2, 0.5, 1.0, 1.0]])
-            out = small.predict_patches(torch.rand(2, 3, 64, 80), None if mode == "patch" else ctx, boxes)
+            patches = torch.rand(2, 3, 64, 80)
+            if small.needs_region_pass(ctx):
+                small.fuse_region(ctx, [(patches, boxes)], (80, 128))
+            out = small.predict_patches(patches, None if mode == "patch" else ctx, boxes)
             assert out.shape == (2, 6, 64, 80)
     finally:
         small.set_mode("global-local")
 
 
+@pytest.mark.parametrize("procedure", ["authors", "streaming"])
 @pytest.mark.parametrize("l2g", [True, False])
 @pytest.mark.parametrize("mode", MODES)
-def test_batched_and_one_by_one_patches_agree(mode, l2g):
-    model = small_glnet(1, l2g=l2g).set_mode(mode)
+def test_batched_and_one_by_one_patches_agree(mode, l2g, procedure):
+    model = small_glnet(1, l2g=l2g, procedure=procedure).set_mode(mode)
     patches = torch.rand(4, 3, 64, 64)
     # three same-size footprints and one of another size (the l2g pass groups them by window)
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.25, 0.5, 0.75, 1.0], [0.5, 0.0, 1.0, 0.5], [0.1, 0.2, 0.9, 0.95]])
     with torch.inference_mode():
         ctx = model.forward_global(torch.rand(1, 3, 48, 64))
+        if model.needs_region_pass(ctx):
+            model.fuse_region(ctx, [(patches, boxes)], (128, 128))
         batched = model.predict_patches(patches, ctx, boxes)
         single = torch.cat([model.predict_patches(patches[i : i + 1], ctx, boxes[i : i + 1]) for i in range(4)])
     assert batched.abs().max() > 0.1
@@ -219,8 +225,9 @@ def expected_coords(box, size, grid):
     return ys[:, None].expand(h, w), xs[None, :].expand(h, w)
 
 
-def test_global_crops_and_l2g_windows_line_up_with_their_patches(small):
-    """A view that is not square, patches at its edges and one padded past its edge."""
+def test_global_crops_and_l2g_windows_line_up_with_their_patches():
+    """The streaming procedure: a view that is not square, patches at its edges and one padded past its edge."""
+    small = small_glnet(0, procedure="streaming")
     with torch.inference_mode():
         ctx = coordinate_context(small.forward_global(torch.rand(1, 3, 48, 80)))  # level2 12x20 ... level5 2x3
     boxes = torch.tensor(
@@ -271,7 +278,8 @@ def authors_two_pass(model: GLNet, x: torch.Tensor) -> torch.Tensor:
     Crops: the whole global map (top = left = 0, h = H), bilinearly resized to the local map.
     Merge: each local map resized onto the whole global grid, divided by the count (1).
     Then the ``_ext`` pass on the whole global view, the crop of its ps3 resized to the
-    local ps3, ``ensemble_conv``, and (here) a bilinear resize to the patch.
+    local ps3, ``ensemble_conv``, and the model's upsampling to the patch (the authors': nearest).
+    (Several patches: tests/models/test_glnet_authors.py.)
     """
     gh, gw = global_view_size(*x.shape[-2:], model.global_size)
     view = torch.nn.functional.interpolate(x, size=(gh, gw), mode="bilinear", align_corners=False, antialias=True)
@@ -287,11 +295,15 @@ def authors_two_pass(model: GLNet, x: torch.Tensor) -> torch.Tensor:
     merged = [[resize(f, g.shape[-2:]) / count for f, g in zip(level, global_c)] for level in (feats, ps0, ps1, ps2)]
     ps3_g = model.global_fpn.forward_l2g(global_c, merged)
     logits = model.ensemble_conv(torch.cat((ps3, resize(ps3_g, ps3.shape[-2:])), 1))
+    if model.upsample == "nearest":
+        return torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="nearest")
     return resize(logits, x.shape[-2:])
 
 
-def test_whole_image_l2g_equals_the_authors_two_pass_procedure():
-    model = small_glnet(2)
+@pytest.mark.parametrize("procedure", ["authors", "streaming"])
+def test_whole_image_l2g_equals_the_authors_two_pass_procedure(procedure):
+    model = small_glnet(2, procedure=procedure)
+    assert model.upsample == ("nearest" if procedure == "authors" else "bilinear")
     x = torch.rand(1, 3, 64, 96)
     with torch.inference_mode():
         ours, ref = model(x), authors_two_pass(model, x)
@@ -332,10 +344,18 @@ class PredictPatches(torch.nn.Module):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_onnx_export_g2l_works_and_l2g_refuses_clearly(tmp_path):
+    """Streaming G→L exports; the streaming l2g pass and the authors' crops size tensors from box values."""
     ort = pytest.importorskip("onnxruntime")
     patches, boxes = torch.rand(2, 3, 64, 64), torch.tensor([[0.0, 0.0, 0.6, 0.5], [0.4, 0.45, 1.0, 0.95]])
+    with torch.no_grad():
+        authors = small_glnet(5, l2g=False)
+        ctx = authors.forward_global(torch.rand(1, 3, 48, 64))
+        keys = sorted(k for k in ctx if k != "logits")
+        with pytest.raises(RuntimeError, match="procedure='streaming' and l2g=False"):
+            args = (patches, boxes, *[ctx[k] for k in keys])
+            torch.onnx.export(PredictPatches(authors, keys).eval(), args, str(tmp_path / "a.onnx"), dynamo=False)
     for l2g in (True, False):
-        model = small_glnet(5, l2g=l2g)
+        model = small_glnet(5, l2g=l2g, procedure="streaming")
         with torch.no_grad():
             ctx = model.forward_global(torch.rand(1, 3, 48, 64))
             keys = sorted(k for k in ctx if k != "logits")  # global-local mode does not read the logits
@@ -355,3 +375,12 @@ def test_onnx_export_g2l_works_and_l2g_refuses_clearly(tmp_path):
         (got,) = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
         assert expected.abs().max() > 0.1
         torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-4, rtol=0)
+
+
+def test_deepglobe_checkpoint_shapes_give_its_seven_classes():
+    """convert-weights reads 7 classes off the authors' DeepGlobe layout (meta tensors: shapes only)."""
+    from rsinfer.weights import infer_shapes
+
+    state = {k: torch.empty(s, device="meta") for k, s in author_glnet_layout(7)}
+    assert infer_shapes("glnet", get_config("glnet"), state) == {"classes": 7}
+    assert infer_shapes("glnet", deepglobe_config(), state) == {}

@@ -332,3 +332,12 @@ def test_lanet_raw_state_dict_with_module_prefix_loads(tmp_path):
     model = create_model("lanet", config)
     load_checkpoint("lanet", model, tmp_path / "LANet.pth")
     assert torch.equal(model.state_dict()["head.0.weight"], authors["module.FCN.head.0.weight"])
+
+
+def test_potsdam_checkpoint_shapes_give_its_bands_and_classes():
+    """convert-weights reads 5 bands and 7 classes off the authors' Potsdam layout (meta tensors: shapes only)."""
+    from rsinfer.weights import infer_shapes
+
+    state = {k: torch.empty(s, device="meta") for k, s in author_lanet_layout(5, 7)}
+    assert infer_shapes("lanet", get_config("lanet"), state) == {"bands": 5, "classes": 7}
+    assert infer_shapes("lanet", POTSDAM_CONFIG, state) == {}
