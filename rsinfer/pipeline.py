@@ -39,8 +39,8 @@ from .io.writers import (
     create_output,
     open_writer,
     output_errors_named,
+    output_files,
     output_format,
-    probs_path,
 )
 from .job import JobStats, ProgressFn, RowSink, SegmentJob, run_job
 from .loading import MODES, LoadedModel, load_model
@@ -147,9 +147,7 @@ class JobInterrupted(RsinferError):
 
 def output_paths(output: str, probs: bool) -> list[str]:
     """Every file a segment job writes under its final names."""
-    if output_format(output) == "GTiff" and probs:
-        return [output, probs_path(output)]
-    return [output]
+    return output_files(output, probs)
 
 
 @dataclass

@@ -59,7 +59,7 @@ def clean(scene, tmp_path_factory):
 
 def completed_rows(store: str) -> int:
     try:
-        meta = json.loads((Path(store) / "zarr.json").read_text())["attributes"]["rsinfer"]
+        meta = json.loads((Path(store) / ".zattrs").read_text())["rsinfer"]  # zarr v2 group attributes
     except (OSError, ValueError, KeyError):
         return 0
     done = meta.get("completed_rows") or [[0, 0]]

@@ -1,69 +1,99 @@
-"""The GeoTIFF label map: tiled, compressed uint8 with colour table, class names and mode overviews."""
+"""The GeoTIFF label map: a Cloud Optimized GeoTIFF with colour table, class names and mode overviews.
+
+Rows stream into a tiled scratch GeoTIFF beside the partial output (``<partial>.scratch.tif``,
+with every piece of metadata set); :meth:`GeoTiffWriter._finish` has GDAL's COG driver copy
+it onto the partial name (overviews built by GDAL: mode for labels, average for
+probabilities) and removes the scratch file, then writes the sidecars that name the
+classes for GIS tools (:mod:`.gis_sidecars`). Everything is committed together by
+:meth:`LabelWriter.commit` once it reads back.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
-from .labelmap import NODATA_LABEL, FinishedRows, class_name_tags, colour_table
+from ..errors import RsinferError
+from .cog import (
+    LABEL_OPTIONS,
+    PROB_OPTIONS,
+    SCRATCH_PROFILE,
+    check_creation_options,
+    cog_copy,
+    creation_options,
+    is_cog,
+    scratch_path,
+    temporary_files,
+)
+from .gis_sidecars import aux_xml_path, check_xml, pam_aux_xml, qgis_style, qml_path, write_text
+from .labelmap import (
+    NODATA_LABEL,
+    NODATA_PROB,
+    PROB_SCALE,
+    FinishedRows,
+    class_name_tags,
+    colour_table,
+    stored_probabilities,
+)
 from .writers import LabelWriter, OutputError, probs_path
 
 
-def overview_factors(width: int, height: int, smallest: int = 256) -> list[int]:
-    factors, f = [], 2
-    while max(width, height) / f >= smallest:
-        factors.append(f)
-        f *= 2
-    return factors or ([2] if max(width, height) > 2 else [])
-
-
 class GeoTiffWriter(LabelWriter):
-    """Tiled, compressed uint8 GeoTIFF with colour table, class names and mode overviews."""
+    """COG label map (and probabilities), written as a new output only: a COG cannot be
+    updated in place, so jobs that fill an output in parts write a zarr chunk store."""
 
     BLOCK = 512
-
-    def _final_paths(self) -> list[str]:
-        return [self.spec.path] + ([probs_path(self.spec.path)] if self.spec.with_probs else [])
 
     @property
     def chunk_rows(self) -> int:
         return self.BLOCK
 
-    def _profile(self, count: int) -> dict:
+    def _kind_paths(self) -> dict[str, str]:
+        """The partial file of each part: ``labels``, ``probs`` (with probabilities), ``aux``, ``qml``."""
+        s = self.spec
+        finals = {s.path: "labels", probs_path(s.path): "probs", aux_xml_path(s.path): "aux", qml_path(s.path): "qml"}
+        return {finals[f]: p for f, p in zip(self.final_paths, self.partial_paths, strict=True)}
+
+    def _scratch_paths(self) -> list[str]:
+        parts = self._kind_paths()
+        rasters = [parts[k] for k in ("labels", "probs") if k in parts]
+        return [scratch_path(p) for p in rasters] + [t for p in rasters for t in temporary_files(p)]
+
+    def _profile(self, count: int, nodata: int) -> dict:
         s = self.spec
         # A GCP-georeferenced output has GCPs and no transform (GDAL would warn of an identity one).
         georef = dict(gcps=list(s.gcps), crs=s.gcp_crs) if s.gcps else dict(crs=s.crs, transform=s.transform)
         return dict(
-            driver="GTiff",
-            width=s.width,
-            height=s.height,
-            count=count,
-            dtype="uint8",
-            **georef,
-            tiled=True,
-            blockxsize=self.BLOCK,
-            blockysize=self.BLOCK,
-            compress="deflate",
-            predictor=1,
-            BIGTIFF="IF_SAFER",
-            num_threads=2,
+            SCRATCH_PROFILE, width=s.width, height=s.height, count=count, dtype="uint8", nodata=nodata, **georef
         )
 
     def _open(self) -> None:
         import rasterio
 
-        s = self.spec
-        self._labels = rasterio.open(self.partial_paths[0], "w", nodata=NODATA_LABEL, **self._profile(1))
+        if self.mode != "new":
+            raise RsinferError(f"{self.spec.path}: a GeoTIFF output is written whole; jobs in parts write zarr")
+        s, parts = self.spec, self._kind_paths()
+        if s.creation_options:  # before any row is written: GDAL would only warn and ignore them
+            check_creation_options(s.creation_options)
+        # Every piece of metadata before the first block: GDAL cannot change the TIFF's
+        # photometric interpretation (a colour table makes it a palette) once blocks are written.
+        self._labels = dst = rasterio.open(scratch_path(parts["labels"]), "w", **self._profile(1, NODATA_LABEL))
+        dst.write_colormap(1, colour_table(s.class_colors))
+        dst.set_band_description(1, "class")
+        dst.update_tags(1, **class_name_tags(s.class_names))
+        dst.update_tags(**self._provenance(), OVERVIEW_RESAMPLING="mode")
         self._probs = None
         if s.with_probs:
-            self._probs = rasterio.open(self.partial_paths[1], "w", **self._profile(len(s.class_names)))
+            k = len(s.class_names)
+            profile = self._profile(k, NODATA_PROB) | {"photometric": "MINISBLACK"}
+            self._probs = p = rasterio.open(scratch_path(parts["probs"]), "w", **profile)
+            for i, n in enumerate(s.class_names):
+                p.set_band_description(i + 1, n)
+            p.scales, p.offsets = [1 / PROB_SCALE] * k, [0.0] * k
+            names = class_name_tags(s.class_names)["CLASS_NAMES"]
+            p.update_tags(**self._provenance(), CLASS_NAMES=names, OVERVIEW_RESAMPLING="average")
 
     def _open_existing(self) -> None:
-        import rasterio
-
-        self._labels = rasterio.open(self.partial_paths[0], "r+")
-        self._probs = rasterio.open(self.partial_paths[1], "r+") if self.spec.with_probs else None
+        self._open()  # refuses
 
     def _write_block(self, block: FinishedRows) -> None:
         from rasterio.windows import Window
@@ -71,30 +101,23 @@ class GeoTiffWriter(LabelWriter):
         window = Window(0, block.rows.start, self.spec.width, block.rows.size)
         self._labels.write(block.labels, 1, window=window)
         if self._probs is not None:
-            self._probs.write(block.scores, window=window)
+            assert block.scores is not None
+            self._probs.write(stored_probabilities(block.labels, block.scores), window=window)
+
+    def _provenance(self) -> dict[str, str]:
+        s = self.spec
+        return dict(SOURCE=s.source, MODEL=s.model, WEIGHTS=s.weights, SOFTWARE="rsinfer")
 
     def _finish(self) -> None:
-        from rasterio.enums import ColorInterp, Resampling
-
-        s = self.spec
-        dst = self._labels
-        dst.write_colormap(1, colour_table(s.class_colors))
-        dst.set_band_description(1, "class")
-        dst.update_tags(1, **class_name_tags(s.class_names))
-        dst.update_tags(SOURCE=s.source, MODEL=s.model, WEIGHTS=s.weights, SOFTWARE="rsinfer")
-        factors = overview_factors(s.width, s.height)
-        if factors:
-            _check_room_for_overviews(self.partial_paths)
-            dst.build_overviews(factors, Resampling.mode)
-            dst.update_tags(ns="rio_overview", resampling="mode")
-        if self._probs is not None:
-            p = self._probs
-            for i, n in enumerate(s.class_names):
-                p.set_band_description(i + 1, f"p({n}) x 255")
-            p.colorinterp = [ColorInterp.gray] * len(s.class_names)
-            if factors:
-                p.build_overviews(factors, Resampling.average)
+        s, parts = self.spec, self._kind_paths()
         self._close()
+        for kind, base in (("labels", LABEL_OPTIONS), ("probs", PROB_OPTIONS)):
+            if kind in parts:
+                scratch = scratch_path(parts[kind])
+                cog_copy(scratch, parts[kind], creation_options(base, s.creation_options))
+                os.remove(scratch)
+        write_text(parts["aux"], pam_aux_xml(s.class_names, s.class_colors))
+        write_text(parts["qml"], qgis_style(s.class_names, s.class_colors))
 
     def _close(self) -> None:
         for name in ("_labels", "_probs"):
@@ -103,29 +126,28 @@ class GeoTiffWriter(LabelWriter):
                 ds.close()
 
     def _verify(self, path: str) -> None:
+        kind = {p: k for k, p in self._kind_paths().items()}[path]
+        if kind == "aux":
+            check_xml(path, "PAMDataset")
+        elif kind == "qml":
+            check_xml(path, "qgis")
+        else:
+            self._verify_raster(path)
+
+    def _verify_raster(self, path: str) -> None:
         import rasterio
         from rasterio.windows import Window
 
         s = self.spec
-        factors = overview_factors(s.width, s.height)
         with rasterio.open(path) as ds:
-            if (ds.width, ds.height) != (s.width, s.height) or ds.overviews(1) != factors:
-                raise OutputError(f"{path}: the written file is not the one asked for (size or overviews)")
-            levels = len(factors)
-        # The last block of each level was written last: a truncated file fails to read it.
+            if (ds.width, ds.height) != (s.width, s.height):
+                raise OutputError(f"{path}: the written file is not the size asked for")
+            levels = len(ds.overviews(1))
+        if not is_cog(path):
+            raise OutputError(f"{path}: the written file is not a Cloud Optimized GeoTIFF")
+        # The last block of each level: a truncated file fails to read it.
         for level in [None, *range(levels)]:
             with rasterio.open(path, overview_level=level) as ds:
                 bh, bw = ds.block_shapes[0]
                 y, x = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
                 ds.read(window=Window(x, y, ds.width - x, ds.height - y))
-
-
-def _check_room_for_overviews(paths: list[str]) -> None:
-    """Refuse to build overviews on a disk that cannot hold them: GDAL can crash, not fail,
-    when the disk fills while it builds them. They take about a third of the file."""
-    need = sum(os.path.getsize(p) for p in paths if os.path.exists(p)) // 3 + 2**20
-    free = shutil.disk_usage(Path(paths[0]).parent).free
-    if free < need:
-        raise OSError(
-            28, f"No space left on device for overviews ({free / 2**20:.0f} MiB free, need {need / 2**20:.0f})"
-        )

@@ -33,6 +33,16 @@ if TYPE_CHECKING:
 # Label of pixels with no valid input (and the label map's nodata value).
 NODATA_LABEL = 255
 
+# Probabilities are stored as uint8 q = min(round(p * 255), PROB_MAX) and read back as
+# q / PROB_SCALE (scale 1/255, offset 0 in the files); NODATA_PROB marks pixels with no valid
+# input (not p = 0). Only the top step (p >= 254.5/255, about 0.998) moves, to 254 (0.996), to
+# free 255 for nodata: every other value is the x255 rounding the stitcher makes, so readers
+# dividing by 255 read what they did, and the bytes of distributed and single-process runs
+# compare as before (a scale of 1/254 would move every rounding boundary).
+PROB_SCALE = 255
+PROB_MAX = 254
+NODATA_PROB = 255
+
 # GeoTIFF tags: band 1 carries the class names, the dataset carries provenance.
 TAG_CLASS_NAMES = "CLASS_NAMES"  # JSON list, in class order
 TAG_SOFTWARE = "rsinfer"
@@ -44,7 +54,17 @@ class FinishedRows:
 
     rows: Span
     labels: np.ndarray  # (h, W) uint8, NODATA_LABEL where invalid
-    scores: np.ndarray | None = None  # (K, h, W): uint8 probabilities (quantized) or float32 raw scores
+    scores: np.ndarray | None = (
+        None  # (K, h, W): uint8 probabilities (see PROB_SCALE; NODATA_PROB where invalid) or float32 raw scores
+    )
+
+
+def stored_probabilities(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Probabilities (K, h, w) as the outputs store them: the stitcher's uint8 (p × 255) capped
+    at PROB_MAX, and NODATA_PROB where the label is NODATA_LABEL (no valid input). Idempotent."""
+    stored = np.minimum(scores, PROB_MAX)
+    stored[:, labels == NODATA_LABEL] = NODATA_PROB
+    return stored
 
 
 def colour_table(class_colors: Sequence[Sequence[int]]) -> dict[int, tuple[int, int, int, int]]:

@@ -54,6 +54,9 @@ class OutputSpec:
     # by GCPs alone: the output keeps them instead of a transform.
     gcps: tuple[Any, ...] = ()
     gcp_crs: Any = None
+    # GDAL creation options for GeoTIFF outputs (the user's --co KEY=VALUE), given to the COG
+    # driver after rsinfer's defaults, so they override them (see rsinfer.io.cog).
+    creation_options: tuple[tuple[str, str], ...] = ()
 
     @property
     def format(self) -> str:
@@ -73,6 +76,20 @@ def probs_path(path: str) -> str:
     """Where a GeoTIFF job writes its class probabilities: ``labels.tif`` → ``labels_probs.tif``."""
     p = Path(path)
     return str(p.with_name(p.stem + "_probs" + p.suffix))
+
+
+def output_files(path: str, probs: bool) -> list[str]:
+    """Every file an output at ``path`` is made of, the output itself first.
+
+    A zarr output is its store. A GeoTIFF output is the label map, its probabilities
+    (``labels_probs.tif``, with ``probs``), GDAL's ``labels.tif.aux.xml`` (class names and
+    attribute table) and QGIS's ``labels.qml`` (legend); they are written and committed together.
+    """
+    from .gis_sidecars import aux_xml_path, qml_path
+
+    if output_format(path) == "zarr":
+        return [path]
+    return [path, *([probs_path(path)] if probs else []), aux_xml_path(path), qml_path(path)]
 
 
 WriteMode = Literal["new", "update", "create"]
@@ -117,7 +134,7 @@ class LabelWriter(ABC):
         self._committed = False
 
     def _final_paths(self) -> list[str]:
-        return [self.spec.path]
+        return output_files(self.spec.path, self.spec.with_probs)
 
     @property
     def chunk_rows(self) -> int:
@@ -177,7 +194,8 @@ class LabelWriter(ABC):
             self._finish()
             for path in self.partial_paths:
                 self._verify(path)
-            for partial, final in pairs:
+            # The output itself last: once it is there under its name, so is every file beside it.
+            for partial, final in reversed(pairs):
                 commit(partial, final, overwrite=self.spec.overwrite)
         self._committed = True
 
@@ -190,8 +208,12 @@ class LabelWriter(ABC):
             self._close()
         finally:
             if self.mode == "new":
-                for p in self.partial_paths:
+                for p in [*self.partial_paths, *self._scratch_paths()]:
                     remove(p)
+
+    def _scratch_paths(self) -> list[str]:
+        """Working files a format makes beside its partial files (removed with them)."""
+        return []
 
     def close(self) -> None:
         """Close an ``update`` or ``create`` writer, keeping what it wrote."""

@@ -7,7 +7,16 @@ import pytest
 import rasterio
 
 from rsinfer.errors import InputError
-from rsinfer.io.labelmap import NODATA_LABEL, TAG_CLASS_NAMES, is_zarr, open_labels
+from rsinfer.io.labelmap import (
+    NODATA_LABEL,
+    NODATA_PROB,
+    PROB_MAX,
+    PROB_SCALE,
+    TAG_CLASS_NAMES,
+    is_zarr,
+    open_labels,
+    stored_probabilities,
+)
 
 NAMES = ("road", "building", "tree")
 
@@ -49,3 +58,12 @@ def test_a_label_map_is_one_integer_band(make_raster):
         open_labels(make_raster(np.ones((3, 8, 8), np.uint8), name="rgb.tif"))
     with pytest.raises(InputError, match="data type float32 is not a label map's"):
         open_labels(make_raster(np.ones((8, 8), np.float32), name="float.tif"))
+
+
+def test_stored_probabilities_keep_255_for_nodata_only():
+    labels = np.array([[0, 1, NODATA_LABEL]], np.uint8)
+    scores = np.array([[[255, 0, 0]], [[0, 128, 7]]], np.uint8)  # the stitcher's p × 255, 0 where invalid
+    stored = stored_probabilities(labels, scores)
+    np.testing.assert_array_equal(stored, [[[PROB_MAX, 0, NODATA_PROB]], [[0, 128, NODATA_PROB]]])
+    np.testing.assert_array_equal(stored_probabilities(labels, stored), stored)  # idempotent
+    assert (PROB_SCALE, PROB_MAX, NODATA_PROB) == (255, 254, 255)
