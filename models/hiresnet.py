@@ -14,10 +14,12 @@ The paper leaves the widths open; ours (window 8, 24-dim heads, 9×9 depthwise, 
 and 57 G "FLOPs" (read as multiply-adds): 25,352,498 parameters, 116.89 GFLOPs =
 58.45 GMAC at 512².
 
-This is not the authors' public code (AmberJar/Hi-ResNet): that network has coordinate
-attention blocks instead of IA blocks, an ASP-OCR head and 54.3 M parameters, and no
-keyword arguments here reproduce it. The docs give the ones for the authors' 256-wide
-funnel and an HRNet-OCR-sized head: still this network, 24.3 M parameters. No weights are
+This is not the authors' public code (AmberJar/Hi-ResNet), and no arguments of this
+builder turn it into that: their ``HRNet_W48_ASPOCR_V5`` stacks HRNet basic blocks with
+coordinate attention (no window attention, SE or depthwise conv) under an ASP-OCR head,
+54.3 M parameters, so their checkpoints cannot load here. Giving ours the authors' 256-wide
+funnel, an HRNet-OCR-sized head and a classic SE (docs/models/hiresnet.md) makes 24.3 M
+parameters of the same IA-block network, still not theirs. No weights are
 published; the builder returns random weights. Input (B, bands, H, W), padded to multiples
 of 16 by the pipeline (any size runs); output logits (B, classes, H, W).
 

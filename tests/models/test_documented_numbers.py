@@ -364,7 +364,7 @@ def test_hiresnet_widths_and_strides():
 
 
 def test_hiresnet_heavy_variant_is_ours_not_the_authors():
-    """The one call with the authors' funnel width, an HRNet-OCR head and classic SE: 24.3 M."""
+    """Our network with the authors' funnel width, an HRNet-OCR head and classic SE: 24.3 M, not the authors' 54.3 M."""
     heavy = meta(
         "hiresnet",
         funnel_channels=256,
@@ -386,6 +386,7 @@ def test_hiresnet_heavy_variant_is_ours_not_the_authors():
     # Still IA blocks (window attention, SE, depthwise conv), so not the authors' public model.
     assert sum(1 for m in heavy.modules() if isinstance(m, IABlock)) == 152
     assert "54,337,120" in text("hiresnet") and params(heavy) < 54_337_120 / 2
+    assert "one call" not in text("hiresnet")  # no call of ours gives the authors' network
 
     # Only the funnel, transition1 (its input width), the head and the SE gates differ from the
     # registered model, so the variant's total is the registered total with those parts recounted
