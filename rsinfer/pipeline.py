@@ -94,6 +94,7 @@ class SegmentOptions:
     aoi: str | None = None  # a vector file: only the tiles touching its polygons run; the rest is nodata
     bbox: tuple[float, float, float, float] | None = None  # the same for a box (minx, miny, maxx, maxy)
     bbox_crs: str | None = None  # the box's CRS [the raster's]
+    creation_options: tuple[tuple[str, str], ...] = ()  # --co KEY=VALUE for GDAL's COG driver (GeoTIFF outputs)
 
     def __post_init__(self) -> None:
         for name, value, choices in (
@@ -105,6 +106,8 @@ class SegmentOptions:
             if value not in choices:
                 known = ", ".join(c for c in choices if c)
                 raise ModelError(f"unknown {name} {value!r}; choose one of {known}")
+        if self.creation_options and output_format(self.output) == "zarr":
+            raise RsinferError(f"{self.output}: --co sets GeoTIFF creation options; a zarr output takes none")
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ModelError(f"batch size {self.batch_size!r} must be a positive number or 'auto'")
 
@@ -208,7 +211,7 @@ def prepare_segment(
     warn_if_demo_weights_misfit(loaded, info)
     area = make_area(info, opts.aoi, opts.bbox, opts.bbox_crs)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
-    spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite)
+    spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite, opts.creation_options)
     if check_outputs_first:
         check_outputs(finals, opts.overwrite)
     return SegmentSetup(opts, loaded, mode, info, grid, spec, finals, area)
@@ -338,7 +341,14 @@ def warn_if_demo_weights_misfit(loaded: LoadedModel, info: RasterInfo) -> None:
         )
 
 
-def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, overwrite: bool = False) -> OutputSpec:
+def output_spec(
+    path: str,
+    info: RasterInfo,
+    loaded: LoadedModel,
+    probs: bool,
+    overwrite: bool = False,
+    creation_options: tuple[tuple[str, str], ...] = (),
+) -> OutputSpec:
     """The label map a job on ``info`` with ``loaded`` writes: the input's grid and georeferencing,
     the model's classes, chunks of one tile, provenance."""
     config = loaded.config
@@ -358,6 +368,7 @@ def output_spec(path: str, info: RasterInfo, loaded: LoadedModel, probs: bool, o
         weights=loaded.weights,
         gcps=tuple(info.gcps),
         gcp_crs=info.gcp_crs,
+        creation_options=creation_options,
     )
 
 

@@ -196,6 +196,7 @@ def batch(
     onnx_path,
     precision,
     max_gpu_mem,
+    creation_options,
     address,
     workers,
     cpus_per_worker,
@@ -220,6 +221,7 @@ def batch(
     import_ray()  # before any work: without Ray, one line naming the extra
     from rsinfer import batch as engine
     from rsinfer.errors import RsinferError
+    from rsinfer.io.cog import parse_creation_options
     from rsinfer.io.outputs import check_outputs, describe_os_error
     from rsinfer.pipeline import JobInterrupted
     from rsinfer.ray_runtime import ray_session
@@ -244,6 +246,7 @@ def batch(
         mode=mode,
         backend=backend,
         onnx=_absolute_if_file(onnx_path),
+        creation_options=parse_creation_options(creation_options),
     )
     opts = engine.BatchOptions(
         segment=segment,

@@ -159,6 +159,15 @@ address_opt = click.option(
 )
 
 
+co_opt = click.option(
+    "--co",
+    "creation_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="GDAL COG creation option for GeoTIFF outputs, repeatable (e.g. --co COMPRESS=ZSTD), as in rio.",
+)
+
+
 def segment_job_opts(f):
     """Every option that says how one scene is segmented, as ``segment`` and ``batch`` both take them."""
     for opt in reversed(
@@ -178,6 +187,7 @@ def segment_job_opts(f):
             onnx_opt,
             precision_opt,
             max_gpu_mem_opt,
+            co_opt,
         )
     ):
         f = opt(f)

@@ -65,6 +65,7 @@ def segment(
     onnx_path,
     precision,
     max_gpu_mem,
+    creation_options,
     aoi,
     bbox,
     bbox_crs,
@@ -94,6 +95,7 @@ def segment(
 
         require_onnx(export=onnx_path is None)
     from rsinfer.aoi import parse_bbox
+    from rsinfer.io.cog import parse_creation_options
     from rsinfer.pipeline import SegmentOptions, run_segment
     from rsinfer.signals import stop_on_signals
 
@@ -122,6 +124,7 @@ def segment(
         aoi=aoi,
         bbox=parse_bbox(bbox) if bbox else None,
         bbox_crs=bbox_crs,
+        creation_options=parse_creation_options(creation_options),
     )
     if vector:  # refused before any work: no pyogrio, an unknown format, an existing file
         from rsinfer.io.outputs import check_outputs

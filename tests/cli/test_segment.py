@@ -106,3 +106,23 @@ def test_outputs_record_the_weights_they_were_made_with(random_image, runner, ma
     res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "r.zarr"), "--weights", "random", "-q"])
     assert res.exit_code == 0, res.output
     assert zarr.open_group(str(tmp_path / "r.zarr"), mode="r").attrs["rsinfer"]["weights"] == "random"
+
+
+def test_creation_options_reach_the_cog_and_bad_ones_are_refused_before_work(
+    random_image, runner, make_raster, tmp_path
+):
+    src = make_raster(random_image(96, 96))
+    fast = ["--device", "cpu", "--tile", "96", "--overlap", "16", "-q"]
+    out = tmp_path / "zstd.tif"
+    res = runner.invoke(main, ["segment", str(src), "-o", str(out), *fast, "--co", "compress=zstd"])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.compression.name == "zstd"
+    for args, message in (
+        (["-o", str(tmp_path / "a.tif"), "--co", "FOO=1"], "does not support creation option FOO"),
+        (["-o", str(tmp_path / "b.tif"), "--co", "COMPRESS"], "expected KEY=VALUE"),
+        (["-o", str(tmp_path / "c.zarr"), "--co", "COMPRESS=ZSTD"], "a zarr output takes none"),
+    ):
+        res = runner.invoke(main, ["segment", str(src), *args, *fast])
+        assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tif", "zstd.tif", "zstd.tif.aux.xml", "zstd.qml"])
