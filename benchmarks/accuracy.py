@@ -1,6 +1,7 @@
 """Accuracy of the bundled demo weights on a held-out synthetic scene, tiled and whole-image.
 
     python benchmarks/accuracy.py --size 4000 --seed 7 --json docs/accuracy.json
+    python benchmarks/accuracy.py --models glnet-lite --json docs/accuracy.json   # one model's rows
 
 For every model with default weights in the manifest: the full tiled pipeline (the model's
 own tile and overlap, linear blending) and whole-image inference (one tile covering the
@@ -93,12 +94,18 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     if args.json:
-        meta = {
-            "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
-            "size": args.size,
-            "seed": args.seed,
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        }
+        command = " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])
+        machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        meta = {"command": command, "size": args.size, "seed": args.seed, "machine": machine}
+        if args.models and args.json.exists():
+            # --models NAME ...: replace those models' rows, keep the others (same scene only)
+            old = json.loads(args.json.read_text())
+            if (old["meta"]["size"], old["meta"]["seed"]) != (args.size, args.seed):
+                raise SystemExit(f"{args.json} holds another scene (size/seed); write to a new file")
+            kept = [r for r in old["rows"] if r["model"] not in set(args.models)]
+            added = old["meta"].get("added", []) + [{"command": command, "models": args.models, "machine": machine}]
+            meta = {**old["meta"], "added": added}
+            rows = sorted(kept + rows, key=lambda r: r["model"])
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 

@@ -75,7 +75,7 @@ def test_dihedral_boxes_follow_the_image(train_script):
         assert np.allclose(train_script.dihedral_box(box, k), expected), k
 
 
-@pytest.mark.parametrize("name", ["lanet-lite", "glcanet-lite"])
+@pytest.mark.parametrize("name", ["lanet-lite", "glcanet-lite", "glnet-lite"])
 def test_training_inputs_are_normalized_exactly_as_the_pipeline_does(train_script, name):
     import numpy as np
     import torch
