@@ -76,6 +76,7 @@ class SegmentOptions:
     weights: str | None = None
     tile: int | None = None
     overlap: int | None = None
+    global_size: int | None = None  # global-local models: the global view's side [the model config's]
     batch_size: int | Literal["auto"] = 4  # auto: the largest that fits max_gpu_mem (CUDA)
     max_gpu_mem: str | None = None  # e.g. 20GiB or 0.8; None: what is free
     precision: Precision = "fp32"  # torch autocast
@@ -204,7 +205,9 @@ def prepare_segment(
         refuse_inputs_as_outputs([opts.input], [*finals, store_path(opts.output)])
     if loaded is None:
         log.info("loading model %s (weights: %s)", opts.model or "(default)", opts.weights or "(default)")
-        loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+        loaded = load_model(
+            opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap, global_size=opts.global_size
+        )
     config = loaded.config
     mode = loaded.set_mode(opts.mode)
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
@@ -385,6 +388,7 @@ def job_fingerprint(
         "overlap": loaded.config.overlap,
         "blend": opts.blend,
         "mode": mode,
+        "global_size": loaded.config.global_local.global_size if loaded.config.global_local else None,
         "bands": list(info.bands),
         "value_scale": info.value_scale,
         "probs": opts.probs,

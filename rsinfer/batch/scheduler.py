@@ -43,7 +43,13 @@ def check_options(opts: BatchOptions) -> None:
         from ..extras import require_onnx
 
         require_onnx(export=seg.get("onnx") is None)
-    loaded = load_model(seg.get("model"), seg.get("weights"), tile=seg.get("tile"), overlap=seg.get("overlap"))
+    loaded = load_model(
+        seg.get("model"),
+        seg.get("weights"),
+        tile=seg.get("tile"),
+        overlap=seg.get("overlap"),
+        global_size=seg.get("global_size"),
+    )
     loaded.set_mode(seg.get("mode"))
 
 

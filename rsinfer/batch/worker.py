@@ -78,7 +78,9 @@ class SceneWorker:
                 if self._loaded is None:
                     from ..loading import load_model
 
-                    self._loaded = load_model(opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap)
+                    self._loaded = load_model(
+                        opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap, global_size=opts.global_size
+                    )
                 report = run_segment(opts, progress=self._progress_hook(scene, stop), stop=stop, loaded=self._loaded)
         except RsinferError as err:  # bad input, an unwritable output: another attempt would fail alike
             result.error = _naming(scene.input, str(err))

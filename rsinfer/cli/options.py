@@ -145,6 +145,12 @@ precision_opt = click.option(
     show_default=True,
     help="Autocast precision of the torch backend.",
 )
+global_size_opt = click.option(
+    "--global-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Global-local models (GLNet, GLCANet): side of the downsampled global view [the model's, e.g. 508].",
+)
 max_gpu_mem_opt = click.option(
     "--max-gpu-mem", default=None, help="GPU memory budget for --batch-size auto, e.g. 20GiB or 0.8 [free memory]."
 )
@@ -183,6 +189,7 @@ def segment_job_opts(f):
             probs_opt,
             scale_opt,
             mode_opt,
+            global_size_opt,
             backend_opt,
             onnx_opt,
             precision_opt,

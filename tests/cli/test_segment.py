@@ -126,3 +126,19 @@ def test_creation_options_reach_the_cog_and_bad_ones_are_refused_before_work(
         res = runner.invoke(main, ["segment", str(src), *args, *fast])
         assert res.exit_code == 1 and message in res.output and res.output.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tif", "zstd.tif", "zstd.tif.aux.xml", "zstd.qml"])
+
+
+def test_global_size_reaches_global_local_models_and_is_refused_for_others(random_image, runner, make_raster, tmp_path):
+    from rsinfer.pipeline import SegmentOptions, job_fingerprint, prepare_segment
+
+    src = make_raster(random_image(96, 96))
+    setups = [
+        prepare_segment(SegmentOptions(str(src), str(tmp_path / f"{g}.tif"), model="glcanet-lite", global_size=g))
+        for g in (None, 300)
+    ]
+    default, chosen = (s.loaded.config.global_local for s in setups)
+    assert chosen.global_size == 300 != default.global_size
+    prints = [job_fingerprint(s.opts, s.info, s.loaded, s.mode) for s in setups]
+    assert prints[0]["global_size"] != prints[1]["global_size"]  # a resume never mixes the two
+    res = runner.invoke(main, ["segment", str(src), "-o", str(tmp_path / "l.tif"), "--global-size", "300", "-q"])
+    assert res.exit_code == 1 and "has no global view" in res.output and not (tmp_path / "l.tif").exists()
