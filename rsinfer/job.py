@@ -17,12 +17,14 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import rasterio
 import torch
 
 from .aoi import AreaOfInterest
+from .backends.base import host_threads
 from .batching import Batch, BatchSize, batch_tiles, predict_halving_on_oom
 from .io.labelmap import FinishedRows
 from .io.reader import TileReader, gdal_cache_mb
@@ -136,6 +138,9 @@ def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
         grid, job.num_classes, job.blend, keep_scores=job.keep_scores, device=device, rows=job.output_rows
     )
     batch_size = job.batch_size or BatchSize(4)
+    # Crop blending without probabilities needs only each pixel's label: the predictor returns
+    # uint8 labels (no softmax, one byte per pixel off the device).
+    labels_only = job.blend == "crop" and not job.keep_scores
     reader = TileReader(info, workers=job.read_workers, area=job.area)
     cache_mb = gdal_cache_mb(info, grid.tile_shape[0], job.num_classes if job.keep_scores else 0)
     tiles_done = 0
@@ -147,14 +152,16 @@ def run_job(job: SegmentJob, progress: ProgressFn | None = None) -> JobStats:
                     stats.stopped = True
                     break
                 if isinstance(item, Batch):
-                    probs = predict_halving_on_oom(job.predictor, batch_size, item)
+                    probs = predict_halving_on_oom(partial(job.predictor, labels=labels_only), batch_size, item)
                     valid = torch.from_numpy(item.valid)
                     finished = []
-                    for i, td in enumerate(item.tiles):
-                        finished += stitcher.add(td.tile, probs[i], valid[i])
+                    with host_threads(device):
+                        for i, td in enumerate(item.tiles):
+                            finished += stitcher.add(td.tile, probs[i], valid[i])
                     done = [td.tile for td in item.tiles]
                 else:  # a tile with no valid pixel
-                    finished = stitcher.add(item.tile, None, None)
+                    with host_threads(device):
+                        finished = stitcher.add(item.tile, None, None)
                     done = [item.tile]
                     stats.tiles_skipped += 1
                 for rows in finished:

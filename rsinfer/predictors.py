@@ -50,14 +50,15 @@ class Predictor(ABC):
         """Called as ``tile`` is queued for reading: start any side read it needs on ``submit``."""
 
     @abstractmethod
-    def __call__(self, batch: Batch) -> torch.Tensor: ...
+    def __call__(self, batch: Batch, labels: bool = False) -> torch.Tensor:
+        """Probabilities (B, K, h, w); with ``labels``, class labels (B, h, w) uint8 (see Backend.predict)."""
 
 
 class SlidingWindowPredictor(Predictor):
     """Each tile on its own: what every sliding-window model needs."""
 
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        return self.backend.predict(batch.data, batch.valid)
+    def __call__(self, batch: Batch, labels: bool = False) -> torch.Tensor:
+        return self.backend.predict(batch.data, batch.valid, labels=labels)
 
 
 class GlobalLocalPredictor(Predictor):
@@ -86,10 +87,10 @@ class GlobalLocalPredictor(Predictor):
     def boxes(self, tiles: list[Tile]) -> np.ndarray:
         return np.array([self.plan.box(t, self.padded) for t in tiles], dtype=np.float32)
 
-    def __call__(self, batch: Batch) -> torch.Tensor:
+    def __call__(self, batch: Batch, labels: bool = False) -> torch.Tensor:
         tiles = [td.tile for td in batch.tiles]
         contexts = [self.context(self.plan.region_of(t)) if self.contexts else None for t in tiles]
-        return self.backend.predict(batch.data, batch.valid, contexts, self.boxes(tiles))
+        return self.backend.predict(batch.data, batch.valid, contexts, self.boxes(tiles), labels=labels)
 
     def context(self, key: tuple[int, int]):
         assert self.contexts is not None

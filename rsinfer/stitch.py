@@ -23,6 +23,15 @@ from .io.labelmap import NODATA_LABEL, FinishedRows
 from .tiling import Span, Tile, TileGrid
 
 
+def class_labels(scores: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The index of the largest score along ``dim`` as uint8 (the first one on ties, NaN counting as largest).
+
+    ``torch.max(dim).indices`` is ``argmax`` (same ties, same NaNs), but torch's CPU argmax
+    over a leading, strided dimension runs an order of magnitude slower than ``max``.
+    """
+    return scores.max(dim).indices.to(torch.uint8)
+
+
 class _Strip:
     """Buffers for one strip of rows."""
 
@@ -110,7 +119,11 @@ class RowBandStitcher:
     def add(
         self, tile: Tile, scores: torch.Tensor | None, valid: torch.Tensor | np.ndarray | None
     ) -> list[FinishedRows]:
-        """Add one tile's scores (None for a tile with no valid pixel); return rows now finished."""
+        """Add one tile's scores (None for a tile with no valid pixel); return rows now finished.
+
+        With ``crop`` blending and no ``keep_scores``, ``scores`` may be the tile's labels
+        instead, (h, w) uint8 (:func:`class_labels` of its scores).
+        """
         if scores is not None:
             if not isinstance(valid, torch.Tensor):
                 valid = torch.as_tensor(valid)
@@ -148,14 +161,19 @@ class RowBandStitcher:
         if sl is None:
             return
         (sr, sc), (tr, tc) = sl
-        core_scores = scores[:, tr, tc]
         core_valid = valid[tr, tc]
-        labels = core_scores.argmax(0).to(torch.uint8)
+        if scores.dim() == 2:  # labels already
+            labels, core_scores = scores[tr, tc], None
+        else:
+            core_scores = scores[:, tr, tc]
+            labels = class_labels(core_scores)
         strip.labels[sr, sc] = torch.where(
             core_valid, labels, torch.tensor(NODATA_LABEL, dtype=torch.uint8, device=self.device)
         )
         strip.valid[sr, sc] = core_valid
         if strip.scores is not None:
+            if core_scores is None:
+                raise ValueError("this stitcher keeps scores: add() needs scores, not labels")
             strip.scores[:, sr, sc] = core_scores
 
     def _accumulate(self, strip: _Strip, tile: Tile, scores, weight, valid) -> None:
@@ -202,7 +220,7 @@ class RowBandStitcher:
             return FinishedRows(rows, nodata, empty_scores)
         if self.accumulate:
             blended = strip.acc / strip.wsum.clamp_min(1e-12)
-            labels = blended.argmax(0).to(torch.uint8)
+            labels = class_labels(blended)
             labels[~strip.valid] = NODATA_LABEL
             scores = blended if self.keep_scores else None
         else:

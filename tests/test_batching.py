@@ -63,11 +63,11 @@ def test_segment_recovers_from_out_of_memory_with_identical_output(random_image,
     run_segment(SegmentOptions(input=str(src), output=str(tmp_path / "ref.tif"), device="cpu", batch_size=1, tile=128))
     real, seen = TorchBackend.predict, []
 
-    def flaky(self, data, valid, contexts=None, boxes=None):
+    def flaky(self, data, valid, contexts=None, boxes=None, labels=False):
         seen.append(data.shape[0])
         if data.shape[0] > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, data, valid, contexts, boxes)
+        return real(self, data, valid, contexts, boxes, labels=labels)
 
     monkeypatch.setattr(TorchBackend, "predict", flaky)
     torch.manual_seed(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -21,6 +22,17 @@ Precision = Literal["fp32", "fp16", "bf16"]
 PRECISIONS: dict[Precision, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+class PrecisionWarning(RuntimeWarning):
+    """Half precision gave non-finite logits; the batch was run again in fp32."""
+
+
+def _to_float(context):
+    """A global context (a dict of tensors) with half-precision tensors as float32."""
+    if not isinstance(context, dict):
+        return context
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in context.items()}
+
+
 class TorchBackend(Backend):
     def __init__(
         self,
@@ -33,6 +45,7 @@ class TorchBackend(Backend):
     ):
         super().__init__(config, device, value_scale, activation)
         self.precision = precision
+        self.fp32_fallbacks = 0  # half-precision batches run again in fp32 (non-finite logits)
         self.model = model.to(device).eval()
         # NHWC lets cuDNN pick tensor-core kernels for convolutions; on CPU it only costs copies.
         self.channels_last = device.type == "cuda"
@@ -54,9 +67,27 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
+        """Logits under the backend's precision; a half-precision batch whose logits are not all
+        finite (fp16 overflows past 65504, in attention scores say) is run again in fp32."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        out = self._forward(x, contexts, boxes, self._autocast())
+        if PRECISIONS[self.precision] is None or bool(torch.isfinite(out).all()):
+            return out
+        self.fp32_fallbacks += 1
+        if self.fp32_fallbacks == 1:
+            warnings.warn(
+                f"{self.precision} logits were not finite (overflow); such batches are run again in fp32",
+                PrecisionWarning,
+                stacklevel=4,
+            )
+        if contexts is not None:  # converted once per region, so runs of one region stay together
+            floats: dict[int, object] = {}
+            contexts = [floats.setdefault(id(c), _to_float(c)) for c in contexts]
+        return self._forward(x, contexts, boxes, contextlib.nullcontext())
+
+    def _forward(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None, autocast) -> torch.Tensor:
+        with autocast:
             if boxes is None:
                 return self.model(x)
             # Global-local: runs of tiles sharing a region's context go through the model together.
