@@ -11,6 +11,7 @@ from ..errors import RsinferError
 
 TABLE_MODELS = ("unet", "icnet", "pspnet", "segnet", "deeplabv3plus", "fcn8s", "glnet", "glcanet")
 OUR_MODELS = ("ammunet", "lanet", "hiresnet")
+SPEED_BACKENDS = ("torch", "onnx", "tensorrt")
 
 
 def check_models(models: list[str]) -> None:
@@ -69,23 +70,27 @@ def speed_rows(
     sizes: list[int],
     backends: list[str],
     precisions: list[str],
-    batches: list[int],
+    batches: list[int | str],
     device: str,
     runs: int,
     warmup: int,
     workdir: str,
     on_row: Callable[[dict], None] | None = None,
+    on_skip: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     from rsinfer.models.complexity import model_complexity
 
     check_models(models)
+    unknown = [b for b in backends if b not in SPEED_BACKENDS]
+    if unknown:
+        raise RsinferError(f"unknown backend {unknown[0]!r}; choose from {', '.join(SPEED_BACKENDS)}")
     rows = []
     for name in models:
         for size in sizes:
             cx = model_complexity(name, tile=size)
             for backend in backends:
                 for precision in precisions:
-                    if backend == "onnx" and precision != "fp32":
+                    if backend != "torch" and precision != "fp32":
                         continue  # ONNX fp16 needs a converted graph; not measured here
                     if device == "cpu" and precision == "fp16":
                         continue  # no fast fp16 kernels on CPU
@@ -104,6 +109,10 @@ def speed_rows(
                                 workdir=workdir,
                             )
                         )
+                        if "skipped" in row:  # the provider does not load here: a note, not a row
+                            if on_skip:
+                                on_skip(row)
+                            continue
                         row.update(params_m=cx.params / 1e6, gflops=cx.flops / 1e9)
                         rows.append(row)
                         if on_row:

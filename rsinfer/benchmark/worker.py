@@ -11,6 +11,8 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -156,44 +158,98 @@ class _Null:
         return False
 
 
+ONNX_PROVIDERS = {"onnx": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+class ProviderUnavailable(RuntimeError):
+    """The ONNX Runtime provider a row asks for does not load here."""
+
+
+def _onnx_session(spec: dict, model, config, size: int, side: int, device: torch.device):
+    """An ONNX Runtime session of the exported model on the row's provider (CPU on a CPU device)."""
+    import onnxruntime as ort
+
+    from rsinfer.backends.onnx_backend import provider_options
+    from rsinfer.export import export_onnx
+
+    path = Path(spec["workdir"]) / f"{spec['model']}-{size}.onnx"
+    if not path.exists():
+        export_onnx(model.cpu(), config, size, str(path))
+    if device.type == "cpu" and spec["backend"] == "tensorrt":
+        raise ProviderUnavailable("TensorRT needs a CUDA device")
+    wanted = "CPUExecutionProvider" if device.type == "cpu" else ONNX_PROVIDERS[spec["backend"]]
+    if wanted not in ort.get_available_providers():
+        raise ProviderUnavailable(f"{wanted} is not available in this ONNX Runtime build")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(
+        str(path), opts, providers=[wanted], provider_options=[provider_options(path, wanted, device, side)]
+    )
+    if session.get_providers()[0] != wanted:
+        raise ProviderUnavailable(f"{wanted} did not load")
+    return session
+
+
+def _auto_batch(step_for: Callable[[int], Callable[[], None]], device: torch.device, largest: int) -> int:
+    """``--batch-size auto`` on this device: the largest power of two whose forward fits (see batching)."""
+    from rsinfer.batching import auto_batch_size
+
+    return auto_batch_size(lambda b: step_for(b)(), device, None, largest=largest)
+
+
 def speed(spec: dict) -> dict:
-    """Latency of batches of ``size``² inputs: warm-up excluded, CUDA timed with events."""
+    """Latency of batches of ``size``² inputs: warm-up excluded, CUDA timed with events.
+
+    ``batch`` may be ``auto``: the batch ``--batch-size auto`` picks on this device (the
+    largest power of two up to ``largest`` whose forward pass fits in memory).
+    """
     device = torch.device(spec["device"])
-    size, batch, runs = spec["size"], spec["batch"], spec["runs"]
+    size, runs = spec["size"], spec["runs"]
     config, model = _build(spec["model"], device, tile=size)
     side = config.padded_size(size)
-    x = torch.randn(batch, config.num_bands, side, side, generator=torch.Generator().manual_seed(0))
     precision = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[spec["precision"]]
-    if spec["backend"] == "onnx":
-        import onnxruntime as ort
+    onnx = spec["backend"] in ONNX_PROVIDERS
+    session = _onnx_session(spec, model, config, size, side, device) if onnx else None
+    if not onnx and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
 
-        from rsinfer.export import export_onnx
+    def step_for(batch: int) -> Callable[[], None]:
+        x = torch.randn(batch, config.num_bands, side, side, generator=torch.Generator().manual_seed(0))
+        if session is not None:
+            if device.type == "cuda":
+                binding = session.io_binding()
+                xd = x.to(device).contiguous()
+                binding.bind_input(
+                    session.get_inputs()[0].name, "cuda", device.index or 0, np.float32, tuple(xd.shape), xd.data_ptr()
+                )
+                binding.bind_output(session.get_outputs()[0].name, "cuda", device.index or 0)
 
-        path = f"{spec['workdir']}/{spec['model']}-{size}.onnx"
-        export_onnx(model.cpu(), config, size, path)
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        if device.type == "cpu":
-            providers = ["CPUExecutionProvider"]
-        session = ort.InferenceSession(path, providers=providers)
-        feed = {session.get_inputs()[0].name: x.numpy()}
+                def step() -> None:
+                    session.run_with_iobinding(binding)
+                    _ = xd  # the bound input stays alive
 
-        def step():
-            session.run(None, feed)
-    else:
+                return step
+            feed = {session.get_inputs()[0].name: x.numpy()}
+            return lambda: session.run(None, feed)
         x = x.to(device)
         if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
 
-        def step():
+        def run_model() -> None:
             with torch.inference_mode(), torch.autocast(device.type, dtype=precision, enabled=precision is not None):
                 model(x)
 
+        return run_model
+
+    batch = spec["batch"]
+    if batch == "auto":
+        batch = _auto_batch(step_for, device, int(spec.get("largest", 64)))
+    step = step_for(int(batch))
     for _ in range(spec["warmup"]):
         step()
     times = []
     for _ in range(runs):
-        if device.type == "cuda" and spec["backend"] == "torch":
+        if device.type == "cuda" and not onnx:
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()
             step()
@@ -207,18 +263,52 @@ def speed(spec: dict) -> dict:
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
     t = np.array(times)
-    return dict(
+    out = dict(
         spec,
+        batch=int(batch),
         p50_ms=float(np.percentile(t, 50) * 1000),
         p95_ms=float(np.percentile(t, 95) * 1000),
         fps=float(batch / np.median(t)),
         mpx_per_s=float(batch * size * size / np.median(t) / 1e6),
     )
+    if spec["batch"] == "auto":
+        out["batch_auto"] = True
+    if device.type == "cuda":
+        out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+def many(spec: dict) -> list[dict]:
+    """Several speed rows in one process (one CUDA start-up); a row that fails becomes an error row."""
+    rows = []
+    for one in spec["specs"]:
+        try:
+            rows.append(speed(one))
+        except ProviderUnavailable as err:
+            rows.append(dict(one, skipped=str(err)))
+        except Exception as err:  # recorded, the next row still runs
+            rows.append(
+                dict(
+                    one,
+                    error=f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}",
+                )
+            )
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    result = {"memory": memory, "speed": speed}[spec["kind"]](spec)
+    if spec["kind"] == "speed":
+        try:
+            result: dict | list = speed(spec)
+        except ProviderUnavailable as err:
+            result = dict(spec, skipped=str(err))
+    else:
+        result = memory(spec) if spec["kind"] == "memory" else many(spec)
     print(json.dumps(result))
 
 

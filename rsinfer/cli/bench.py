@@ -114,9 +114,19 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
 @bench.command(short_help="Params, GFLOPs, latency and FPS per model, backend and precision.")
 @click.option("--models", default="", help="Comma-separated models [ammunet, lanet, hiresnet].")
 @click.option("--sizes", default="512", show_default=True, help="Comma-separated input sides.")
-@click.option("--backends", default="torch", show_default=True, help="torch,onnx")
+@click.option(
+    "--backends",
+    default="torch",
+    show_default=True,
+    help="torch,onnx,tensorrt (onnx: ONNX Runtime's CUDA provider on a GPU, its CPU provider on a CPU).",
+)
 @click.option("--precisions", default="fp32", show_default=True, help="fp32,fp16,bf16")
-@click.option("--batches", default="1", show_default=True, help="Comma-separated batch sizes (FPS at each).")
+@click.option(
+    "--batches",
+    default="1",
+    show_default=True,
+    help="Comma-separated batch sizes (FPS at each); auto: what --batch-size auto picks on this device.",
+)
 @click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -140,7 +150,7 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
             [int(s) for s in sizes.split(",")],
             backends.split(","),
             precisions.split(","),
-            [int(b) for b in batches.split(",")],
+            [b.strip() if b.strip() == "auto" else int(b) for b in batches.split(",")],
             device,
             runs,
             warmup,
@@ -148,6 +158,7 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
             on_row=lambda r: console.print(
                 f"  {r['model']} {r['size']} {r['backend']} {r['precision']} b{r['batch']}: {r['fps']:.2f} FPS"
             ),
+            on_skip=lambda r: console.print(f"  {r['model']} {r['backend']}: skipped ({r['skipped']})"),
         )
     lines = report.speed_table(rows)
     table = Table(title=f"Speed on {_machine(device)} (papers' rows marked)")
@@ -159,3 +170,56 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
         table.add_row(*[str(line.get(c, "-")) for c in report.SPEED_COLUMNS])
     Console().print(table)
     report.write_outputs(lines, report.SPEED_COLUMNS, json_path, csv_path, md_path, {"machine": _machine(device)})
+
+
+@bench.command(short_help="Host ceiling: the segment pipeline with a zero-cost model against raw decoding.")
+@click.option("--size", type=click.IntRange(min=256), default=8000, show_default=True, help="Scene side in pixels.")
+@click.option("--tile", type=click.IntRange(min=16), default=512, show_default=True)
+@click.option("--overlap", type=click.IntRange(min=0), default=64, show_default=True)
+@click.option("--read-workers", type=click.IntRange(min=1), default=2, show_default=True, help="Reader threads.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option(
+    "--format", "output_format", type=click.Choice(["tif", "zarr"]), default="tif", show_default=True, help="Output."
+)
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Best of N of each side.")
+@click.option(
+    "--workdir", default="bench-data", show_default=True, help="Where the scene is made (once) and outputs go."
+)
+@with_outputs
+def pipeline(
+    size,
+    tile,
+    overlap,
+    read_workers,
+    batch_size,
+    device,
+    output_format,
+    repeats,
+    workdir,
+    json_path,
+    csv_path,
+    md_path,
+    overwrite,
+):
+    """The whole `segment` pipeline (read, batch, normalize, pad, activation, stitch, write) with a
+    model that does no arithmetic, against threaded decoding of the same windows with the same
+    threads, measured in one run on a synthetic tiled deflate GeoTIFF. The ratio of the two is
+    the share of the decoder's speed the pipeline keeps: the most any model can get through it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rsinfer.benchmark import report
+    from rsinfer.benchmark.pipeline import host_ceiling
+
+    _check_outputs(overwrite, json_path, csv_path, md_path)
+    device = _device(device)
+    result = host_ceiling(size, tile, overlap, read_workers, batch_size, device, workdir, output_format, repeats)
+    row = result.row()
+    table = Table(title=f"Host ceiling on {_machine(device)}, {size}² scene (one run)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in row.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    report.write_outputs([row], tuple(row), json_path, csv_path, md_path, {"machine": _machine(device)})

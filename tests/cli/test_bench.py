@@ -139,3 +139,24 @@ def test_bench_refuses_existing_report_files_before_measuring(runner, tmp_path, 
     res = runner.invoke(main, ["bench", *command, "--json", str(existing)])
     assert res.exit_code == 1 and "output exists; pass --overwrite" in res.output
     assert existing.read_text() == "{}"
+
+
+def test_bench_pipeline_sets_the_pipeline_against_decoding_in_one_run(runner, tmp_path):
+    out = tmp_path / "ceiling.json"
+    args = ["bench", "pipeline", "--size", "600", "--tile", "256", "--overlap", "32", "--workdir", str(tmp_path)]
+    res = runner.invoke(main, [*args, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["size"] == 600 and row["pipeline_s"] > 0 and row["decode_s"] > 0
+    assert row["ratio"] == pytest.approx(row["decode_s"] / row["pipeline_s"], rel=0.05)
+    assert not list(tmp_path.glob("rsinfer-ceiling-*"))  # the outputs are cleaned up
+
+
+def test_zero_cost_model_gives_the_first_band_as_every_class_without_copying():
+    import torch
+
+    from rsinfer.benchmark.pipeline import ZeroCostModel
+
+    x = torch.randn(2, 3, 8, 8)
+    y = ZeroCostModel(6)(x)
+    assert y.shape == (2, 6, 8, 8) and y.stride(1) == 0 and y.data_ptr() == x.data_ptr()
