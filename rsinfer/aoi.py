@@ -9,6 +9,7 @@ the tile, never the raster.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +131,15 @@ def make_area(
     if not geometry.intersects(raster):
         raise InputError(f"{aoi or '--bbox'}: the area of interest does not overlap {info.path}")
     return AreaOfInterest(geometry, info.transform)
+
+
+def area_view(path: str, area: AreaOfInterest, info: Any) -> str:
+    """A GDAL ``vrt://`` view of the raster's window that holds ``area``: whole pixels, clipped to the raster."""
+    a, b, c, d, e, f = (~area.transform)[:6]  # map → pixel (col, row)
+    corners = shapely.transform(
+        area.geometry, lambda xy: np.column_stack((a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f))
+    )
+    minx, miny, maxx, maxy = corners.bounds
+    col0, row0 = max(0, int(np.floor(minx))), max(0, int(np.floor(miny)))
+    col1, row1 = min(info.width, int(np.ceil(maxx))), min(info.height, int(np.ceil(maxy)))
+    return f"vrt://{os.path.abspath(path)}?srcwin={col0},{row0},{col1 - col0},{row1 - row0}"

@@ -22,7 +22,7 @@ import numpy as np
 import rasterio
 import shapely
 
-from .aoi import AreaOfInterest, make_area
+from .aoi import AreaOfInterest, area_view, make_area
 from .backends import resolve_device
 from .backends.base import Backend
 from .backends.factory import BACKENDS, BackendName, backend_label, make_backend
@@ -95,6 +95,7 @@ class SegmentOptions:
     aoi: str | None = None  # a vector file: only the tiles touching its polygons run; the rest is nodata
     bbox: tuple[float, float, float, float] | None = None  # the same for a box (minx, miny, maxx, maxy)
     bbox_crs: str | None = None  # the box's CRS [the raster's]
+    crop_to_aoi: bool = False  # write only the area's bounding window (georeferenced), not the full grid
     creation_options: tuple[tuple[str, str], ...] = ()  # --co KEY=VALUE for GDAL's COG driver (GeoTIFF outputs)
 
     def __post_init__(self) -> None:
@@ -213,6 +214,14 @@ def prepare_segment(
     info = inspect_raster(opts.input, config.in_bands, opts.bands, config.input_range, opts.value_scale)
     warn_if_demo_weights_misfit(loaded, info)
     area = make_area(info, opts.aoi, opts.bbox, opts.bbox_crs)
+    if opts.crop_to_aoi:
+        if area is None:
+            raise RsinferError("--crop-to-aoi needs --aoi or --bbox")
+        # GDAL reads the window as a raster of its own (a vrt:// view): every reader, global
+        # views included, then sees the cropped grid with its georeferencing.
+        view = area_view(opts.input, area, info)
+        info = inspect_raster(view, config.in_bands, opts.bands, config.input_range, opts.value_scale)
+        area = AreaOfInterest(area.geometry, info.transform)
     grid = TileGrid(info.height, info.width, config.tile, config.overlap)
     spec = output_spec(opts.output, info, loaded, opts.probs, opts.overwrite, opts.creation_options)
     if check_outputs_first:
@@ -366,7 +375,7 @@ def output_spec(
         chunk=config.tile,
         with_probs=probs,
         overwrite=overwrite,
-        source=os.path.basename(info.path),
+        source=os.path.basename(info.path.split("?")[0]),
         model=config.name,
         weights=loaded.weights,
         gcps=tuple(info.gcps),
@@ -380,7 +389,8 @@ def job_fingerprint(
 ) -> dict:
     """What makes two runs produce the same output: a partial output resumes only under the same."""
     return {
-        **input_identity(info.path),
+        **input_identity(opts.input),
+        "input_view": info.path if info.path != opts.input else None,
         "model": loaded.name,
         "weights": loaded.weights,
         "weights_sha256": state_dict_sha256(loaded.module),

@@ -157,3 +157,23 @@ def test_an_area_on_a_raster_without_crs_must_be_in_its_coordinates(real_data, t
         ],
     )
     assert res.exit_code == 1 and "has no CRS" in res.output and not out.exists()
+
+
+def test_crop_to_aoi_writes_the_areas_window_as_a_run_on_that_window_would(scene, tmp_path, runner):
+    out = tmp_path / "crop.tif"
+    bbox = ",".join(map(str, BOX))
+    res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "--bbox", bbox, "--crop-to-aoi"])
+    assert res.exit_code == 0, res.output
+
+    window = Window(100, 150, 130, 110)  # the box's pixels (it lies on whole pixels)
+    cut = tmp_path / "cut.tif"
+    with rasterio.open(scene) as src:
+        profile = dict(src.profile, width=130, height=110, transform=src.window_transform(window))
+        with rasterio.open(cut, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    ref = tmp_path / "ref.tif"
+    assert runner.invoke(main, ["segment", str(cut), "-o", str(ref), *SEGMENT]).exit_code == 0
+    with rasterio.open(out) as got, rasterio.open(ref) as want:
+        assert (got.width, got.height) == (130, 110) and got.transform == want.transform and got.crs == want.crs
+        assert np.array_equal(got.read(1), want.read(1))
+        assert got.tags()["SOURCE"] == "scene.tif"

@@ -217,6 +217,11 @@ def area_opts(f):
                 help="minx,miny,maxx,maxy: as --aoi, for a box.",
             ),
             click.option("--bbox-crs", default=None, help="CRS of --bbox, e.g. EPSG:4326 [the raster's]."),
+            click.option(
+                "--crop-to-aoi",
+                is_flag=True,
+                help="Write only the area's bounding window (georeferenced) instead of the full grid.",
+            ),
         )
     ):
         f = opt(f)

@@ -70,6 +70,7 @@ def segment(
     aoi,
     bbox,
     bbox_crs,
+    crop_to_aoi,
     vector,
     workers,
     overwrite,
@@ -126,6 +127,7 @@ def segment(
         aoi=aoi,
         bbox=parse_bbox(bbox) if bbox else None,
         bbox_crs=bbox_crs,
+        crop_to_aoi=crop_to_aoi,
         creation_options=parse_creation_options(creation_options),
     )
     if vector:  # refused before any work: no pyogrio, an unknown format, an existing file
