@@ -69,12 +69,18 @@ def scenes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(scenes, tmp_path_factory):
-    """segment's bytes for each scene, run in this process."""
+def reference_dir(scenes, tmp_path_factory):
+    """segment's outputs for each scene, run in this process."""
     out = tmp_path_factory.mktemp("reference")
     for name in NAMES:
         run_segment(SegmentOptions(str(scenes / f"{name}.tif"), str(out / f"{name}.tif"), device="cpu", **SEGMENT))
-    return {name: (out / f"{name}.tif").read_bytes() for name in NAMES}
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    """segment's bytes for each scene."""
+    return {name: (reference_dir / f"{name}.tif").read_bytes() for name in NAMES}
 
 
 def files_of(folder, outputs, others) -> list[str]:
@@ -121,10 +127,13 @@ def test_batch_matches_segment_and_a_corrupt_scene_fails_alone(runner, scenes, r
     assert lines[-1].startswith("rsinfer batch: 4 scenes, ok 3, failed 1, skipped 0,") and "Mpx/s" in lines[-1]
 
 
-def test_resume_skips_finished_scenes_and_continues_interrupted_ones(runner, scenes, reference, tmp_path):
+def test_resume_skips_finished_scenes_and_continues_interrupted_ones(
+    runner, scenes, reference, reference_dir, tmp_path
+):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "a.tif").write_bytes(reference["a"])  # finished by an earlier run
+    for f in output_paths(str(reference_dir / "a.tif"), probs=False):  # finished by an earlier run (with its sidecars)
+        shutil.copy(f, out)
     os.utime(out / "a.tif", (1e9, 1e9))
     stop = StopRequest()
     with pytest.raises(JobInterrupted):  # b: stopped after its first batch, its store kept
@@ -138,7 +147,7 @@ def test_resume_skips_finished_scenes_and_continues_interrupted_ones(runner, sce
 
     refused = runner.invoke(main, args)  # c never started
     assert refused.exit_code == 1 and "--resume" in refused.output and "a.tif: output exists" in refused.output
-    assert sorted(os.listdir(out)) == ["a.tif", "b.tif.partial.zarr"]
+    assert sorted(os.listdir(out)) == files_of(out, ["a.tif"], ["b.tif.partial.zarr"])
 
     res = runner.invoke(main, [*args, "--resume"])
     assert res.exit_code == 0, res.output

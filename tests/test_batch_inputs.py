@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from rsinfer.batch import (
 )
 from rsinfer.cli.main import main
 from rsinfer.errors import InputError, RsinferError
+from rsinfer.pipeline import output_paths
 
 
 @pytest.fixture
@@ -145,7 +147,8 @@ def test_plan_follows_resume_and_overwrite(files, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     scenes = resolve_inputs(ins, str(out))
-    (out / "a.tif").write_bytes(b"done")
+    for done in output_paths(str(out / "a.tif"), probs=False):  # a.tif and its sidecars
+        Path(done).write_bytes(b"done")
     (out / "b.tif.partial.zarr").mkdir()
     plan = plan_batch(scenes, probs=False, overwrite=False, resume=True)
     assert [os.path.basename(s.input) for s in plan.skip] == ["a.tif"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 
-from ..errors import RsinferError
 from .cog import (
     LABEL_OPTIONS,
     PROB_OPTIONS,
@@ -38,8 +37,13 @@ from .writers import LabelWriter, OutputError, probs_path
 
 
 class GeoTiffWriter(LabelWriter):
-    """COG label map (and probabilities), written as a new output only: a COG cannot be
-    updated in place, so jobs that fill an output in parts write a zarr chunk store."""
+    """COG label map (and probabilities) with its sidecars.
+
+    A COG cannot be updated in place: an output made by :func:`create_output` and filled in
+    parts (``update`` mode) is a plain tiled GeoTIFF with the same metadata and sidecars, no
+    overviews. ``segment`` never does that: its jobs fill a zarr chunk store, and the COG is
+    made from the finished store.
+    """
 
     BLOCK = 512
 
@@ -67,25 +71,31 @@ class GeoTiffWriter(LabelWriter):
         )
 
     def _open(self) -> None:
-        import rasterio
-
-        if self.mode != "new":
-            raise RsinferError(f"{self.spec.path}: a GeoTIFF output is written whole; jobs in parts write zarr")
         s, parts = self.spec, self._kind_paths()
         if s.creation_options:  # before any row is written: GDAL would only warn and ignore them
             check_creation_options(s.creation_options)
+        if self.mode == "new":
+            self._open_rasters(scratch_path(parts["labels"]), scratch_path(parts["probs"]) if s.with_probs else None)
+        else:  # create: the output itself, filled in place by later writers (a plain tiled GeoTIFF)
+            self._open_rasters(parts["labels"], parts.get("probs"))
+            self._write_sidecars()
+
+    def _open_rasters(self, labels: str, probs: str | None) -> None:
+        import rasterio
+
+        s = self.spec
         # Every piece of metadata before the first block: GDAL cannot change the TIFF's
         # photometric interpretation (a colour table makes it a palette) once blocks are written.
-        self._labels = dst = rasterio.open(scratch_path(parts["labels"]), "w", **self._profile(1, NODATA_LABEL))
+        self._labels = dst = rasterio.open(labels, "w", **self._profile(1, NODATA_LABEL))
         dst.write_colormap(1, colour_table(s.class_colors))
         dst.set_band_description(1, "class")
         dst.update_tags(1, **class_name_tags(s.class_names))
         dst.update_tags(**self._provenance(), OVERVIEW_RESAMPLING="mode")
         self._probs = None
-        if s.with_probs:
+        if probs is not None:
             k = len(s.class_names)
             profile = self._profile(k, NODATA_PROB) | {"photometric": "MINISBLACK"}
-            self._probs = p = rasterio.open(scratch_path(parts["probs"]), "w", **profile)
+            self._probs = p = rasterio.open(probs, "w", **profile)
             for i, n in enumerate(s.class_names):
                 p.set_band_description(i + 1, n)
             p.scales, p.offsets = [1 / PROB_SCALE] * k, [0.0] * k
@@ -93,7 +103,16 @@ class GeoTiffWriter(LabelWriter):
             p.update_tags(**self._provenance(), CLASS_NAMES=names, OVERVIEW_RESAMPLING="average")
 
     def _open_existing(self) -> None:
-        self._open()  # refuses
+        import rasterio
+
+        parts = self._kind_paths()
+        self._labels = rasterio.open(parts["labels"], "r+")
+        self._probs = rasterio.open(parts["probs"], "r+") if self.spec.with_probs else None
+
+    def _write_sidecars(self) -> None:
+        s, parts = self.spec, self._kind_paths()
+        write_text(parts["aux"], pam_aux_xml(s.class_names, s.class_colors))
+        write_text(parts["qml"], qgis_style(s.class_names, s.class_colors))
 
     def _write_block(self, block: FinishedRows) -> None:
         from rasterio.windows import Window
@@ -116,8 +135,7 @@ class GeoTiffWriter(LabelWriter):
                 scratch = scratch_path(parts[kind])
                 cog_copy(scratch, parts[kind], creation_options(base, s.creation_options))
                 os.remove(scratch)
-        write_text(parts["aux"], pam_aux_xml(s.class_names, s.class_colors))
-        write_text(parts["qml"], qgis_style(s.class_names, s.class_colors))
+        self._write_sidecars()
 
     def _close(self) -> None:
         for name in ("_labels", "_probs"):
