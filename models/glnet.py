@@ -472,7 +472,11 @@ class GLNet(GlobalLocalModel):
         elif "l2g_ps3" in context:
             glob = crop_cells(context["l2g_ps3"], boxes, tuple(ps3.shape[-2:]))
         else:
-            raise RuntimeError("GLNet (authors' procedure): fuse_region must see the region's patches first")
+            raise RuntimeError(
+                "GLNet (authors' procedure): the region's patches must go through fuse_region first "
+                "(the pipeline's torch backend does this; this procedure does not export to ONNX: "
+                "use procedure='streaming' with l2g=False for that)"
+            )
         logits = self.ensemble_conv(torch.cat((ps3, glob), 1))
         return upsample_logits(logits, patches.shape[-2:], self.upsample)
 

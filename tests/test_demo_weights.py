@@ -40,7 +40,8 @@ def test_every_paper_model_and_the_default_have_demo_weights():
 
 def test_checked_in_weights_stay_small():
     total = sum((MANIFEST.parent / e.file).stat().st_size for e in ENTRIES.values())
-    assert total < 40e6, f"{total / 1e6:.1f} MB of weights in the repository"
+    # 26 MB for four models; glnet-lite's float16 weights (7.5 M parameters) add 15 MB.
+    assert total < 45e6, f"{total / 1e6:.1f} MB of weights in the repository"
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
