@@ -195,6 +195,7 @@ def test_report_json_and_csv(tmp_path):
         "tiles": None,
         "worker": "",
         "device": "",
+        "gpus": "",
         "attempts": 3,
     }
     with open(csv_path, newline="") as f:
