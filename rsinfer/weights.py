@@ -23,6 +23,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import re
 import sys
 import warnings
@@ -333,7 +334,13 @@ def restricted_load(path: str | Path) -> tuple[Any, list[str]]:
     """
     reader: Any = torch._C.PyTorchFileReader(str(path))
     byteorder = reader.get_record("byteorder").decode() if reader.has_record("byteorder") else None
-    unpickler = _RestrictedUnpickler(io.BytesIO(reader.get_record("data.pkl")), reader, byteorder)
+    data = reader.get_record("data.pkl")
+    # EXT opcodes name objects through copyreg's process-wide extension cache, which can
+    # hand back an object without asking find_class: refused (torch.save never writes them).
+    for opcode, _arg, _pos in pickletools.genops(data):
+        if opcode.name.startswith("EXT"):
+            raise pickle.UnpicklingError(f"{opcode.name} opcode (copyreg extension) is not supported")
+    unpickler = _RestrictedUnpickler(io.BytesIO(data), reader, byteorder)
     return unpickler.load(), unpickler.unknown
 
 

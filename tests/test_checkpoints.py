@@ -106,3 +106,30 @@ def test_legacy_format_with_a_foreign_class_is_one_clear_line(tmp_path, mmengine
     assert "\n" not in message and "\x1b" not in message
     assert "mmengine.logging.history_buffer.HistoryBuffer" in message and "state_dict" in message
     assert not marker.exists()
+
+
+def test_copyreg_extension_opcodes_are_refused(tmp_path):
+    """EXT opcodes could fetch an object from copyreg's cache without find_class: refused."""
+    import copyreg
+    import pickle
+
+    path = tmp_path / "ext.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}}, path)
+    copyreg.add_extension("collections", "OrderedDict", 0x7FFF0001)
+    try:
+        payload = pickle.dumps(OrderedDict(a=1), protocol=2)
+    finally:
+        copyreg.remove_extension("collections", "OrderedDict", 0x7FFF0001)
+    assert b"\x84" in payload or b"\x83" in payload or b"\x82" in payload  # EXT4/EXT2/EXT1
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        records = {n: src.read(n) for n in src.namelist()}
+    name = next(n for n in records if n.endswith("/data.pkl"))
+    records[name] = payload
+    bad = tmp_path / "bad.pth"
+    with zipfile.ZipFile(bad, "w", zipfile.ZIP_STORED) as dst:
+        for n, b in records.items():
+            dst.writestr(n, b)
+    with pytest.raises(pickle.UnpicklingError, match="EXT4 opcode"):
+        restricted_load(bad)
