@@ -184,3 +184,18 @@ def test_load_model_sets_the_global_view_size():
     assert loaded.config.global_local.global_size == 256 and loaded.module.global_size == 256
     with pytest.raises(ModelError, match="global-local"):
         load_model("simple-fcn", "random", global_size=256)
+
+
+def test_a_manifest_entry_sets_glnets_global_view_and_procedure(tmp_path, monkeypatch):
+    from rsinfer.loading import load_model
+    from rsinfer.weights import WeightEntry, save_manifest_entry, save_safetensors, sha256_of
+
+    save_safetensors(create_model("glnet-lite").state_dict(), tmp_path / "g.safetensors")
+    config = {"global_size": 508, "procedure": "streaming"}
+    entry = WeightEntry("g", "g.safetensors", "glnet-lite", sha256_of(tmp_path / "g.safetensors"), config=config)
+    save_manifest_entry(tmp_path / "manifest.json", entry)
+    monkeypatch.setenv("RSINFER_WEIGHTS_MANIFEST", str(tmp_path / "manifest.json"))
+    loaded = load_model(weights="g")
+    assert loaded.config.global_local.global_size == 508 and loaded.config.global_local.procedure == "streaming"
+    assert loaded.module.global_size == 508 and loaded.module.procedure == "streaming"
+    assert load_model(weights="g", global_size=256).module.global_size == 256  # the caller's word wins
