@@ -399,6 +399,7 @@ def job_fingerprint(
         "blend": opts.blend,
         "mode": mode,
         "global_size": loaded.config.global_local.global_size if loaded.config.global_local else None,
+        "procedure": loaded.config.global_local.procedure if loaded.config.global_local else None,
         "bands": list(info.bands),
         "value_scale": info.value_scale,
         "probs": opts.probs,

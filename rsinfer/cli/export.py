@@ -17,10 +17,12 @@ from rsinfer.cli import options
     default=None,
     help="Global-local models: which branches the graph runs [global-local].",
 )
+@options.global_size_opt
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="model.onnx")
 @options.overwrite_opt
-def export(model, weights, tile, mode, output, overwrite):
-    """Export a model with a dynamic batch axis for tiles of --tile px. The graph passes onnx's
+def export(model, weights, tile, mode, global_size, output, overwrite):
+    """Export a model for tiles of --tile px, with a dynamic batch axis (and dynamic spatial axes
+    where the graph is verified to compute at another size). The graph passes onnx's
     checker and matches PyTorch (max |logit difference| <= 1e-3) on a random batch before it is
     written; global-local models also write OUTPUT's .global.onnx (the global branch)."""
     from rsinfer.export import export_onnx, global_graph_path
@@ -28,7 +30,7 @@ def export(model, weights, tile, mode, output, overwrite):
     from rsinfer.loading import load_model
 
     check_outputs([output, global_graph_path(output)], overwrite)
-    loaded = load_model(model, weights, tile=tile)
+    loaded = load_model(model, weights, tile=tile, global_size=global_size)
     loaded.set_mode(mode)
     config = loaded.config
     result = export_onnx(loaded.module, config, config.tile, output)
