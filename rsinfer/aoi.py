@@ -128,7 +128,7 @@ def make_area(
         geometry = bbox_area(bbox, bbox_crs, info.crs)
     t = info.transform
     raster = shapely.Polygon([t @ (0, 0), t @ (info.width, 0), t @ (info.width, info.height), t @ (0, info.height)])
-    if not geometry.intersects(raster):
+    if geometry.intersection(raster).area <= 0:  # touching an edge is not overlapping
         raise InputError(f"{aoi or '--bbox'}: the area of interest does not overlap {info.path}")
     return AreaOfInterest(geometry, info.transform)
 
@@ -142,4 +142,6 @@ def area_view(path: str, area: AreaOfInterest, info: Any) -> str:
     minx, miny, maxx, maxy = corners.bounds
     col0, row0 = max(0, int(np.floor(minx))), max(0, int(np.floor(miny)))
     col1, row1 = min(info.width, int(np.ceil(maxx))), min(info.height, int(np.ceil(maxy)))
+    if "?" in path:  # GDAL's vrt:// syntax takes what follows a "?" as its options
+        raise InputError(f"{path}: --crop-to-aoi cannot read a path with '?' in it; rename or link the file")
     return f"vrt://{os.path.abspath(path)}?srcwin={col0},{row0},{col1 - col0},{row1 - row0}"

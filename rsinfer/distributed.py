@@ -12,6 +12,7 @@ models see the same regions and global views whatever the split.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass, replace
 
@@ -22,9 +23,10 @@ from .backends.factory import backend_label, make_backend
 from .batching import BatchSize
 from .io.writers import open_writer
 from .io.zarr_writer import record_completed
-from .job import JobStats, ProgressFn, run_job
+from .job import JobStats, ProgressFn, StopFlag, run_job
 from .memory import peak_rss_mb
 from .pipeline import (
+    JobInterrupted,
     SegmentOptions,
     SegmentReport,
     choose_batch_size,
@@ -35,6 +37,11 @@ from .pipeline import (
 from .predictors import make_predictor
 from .ray_runtime import ray_session
 from .tiling import Span
+
+
+def stop_name(stop: StopFlag) -> str:
+    signum = getattr(stop, "signum", None)
+    return signal.Signals(signum).name if signum else "a signal"
 
 
 def strips(rows: Span, chunk: int, parts: int) -> list[Span]:
@@ -79,9 +86,14 @@ def run_segment_distributed(
     gpus_per_worker: float | None = None,
     cpus_per_worker: float = 1.0,
     retries: int = 2,
+    stop: StopFlag | None = None,
 ) -> SegmentReport:
     """``segment`` with the rows split into ``workers`` strips, each a Ray task; the same output
-    bytes as :func:`run_segment`. Ray reruns a strip whose worker died, ``retries`` times."""
+    bytes as :func:`run_segment`. Ray reruns a strip whose worker died, ``retries`` times.
+
+    When ``stop`` is set (a signal), the strips still running are cancelled and the run ends
+    with :class:`JobInterrupted`: the strips already in stay recorded for ``--resume``.
+    """
     start = time.perf_counter()
     setup = prepare_segment(opts)
     info, chunk = setup.info, setup.spec.chunk
@@ -90,23 +102,39 @@ def run_segment_distributed(
     gpus = gpus_per_worker
     results: list[StripResult] = []
     # Workers take one device each; the driver passes no device index, so each uses its own.
-    task_opts = replace(opts, device="cuda" if gpus else "cpu")
+    task_opts = replace(opts, device="cuda" if gpus else "cpu", read_workers=max(1, int(cpus_per_worker)))
     with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb), claimed_output(setup) as first_row:
         todo = strips(Span(first_row, info.height), chunk, workers) if first_row < info.height else []
         with ray_session(address, num_cpus=None) as ray:
             task = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus, max_retries=retries)(fill_strip)
             pending = {task.remote(task_opts, rows): rows for rows in todo}
             rows_done = 0
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                result: StripResult = ray.get(ready[0])
-                del pending[ready[0]]
-                record_completed(setup.store_spec.path, result.rows)
-                results.append(result)
-                rows_done += result.rows.size
-                if progress:  # in tiles, as segment counts them: the share of rows done
-                    total = len(setup.grid)
-                    progress(round(total * rows_done / info.height), total, rows_done * info.width)
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                    if stop is not None and stop.is_set():
+                        raise JobInterrupted(
+                            f"stopped by {stop_name(stop)}: {rows_done} of {info.height - first_row} rows done, "
+                            "kept for --resume",
+                            128 + (getattr(stop, "signum", None) or signal.SIGINT),
+                        )
+                    if not ready:
+                        continue
+                    result: StripResult = ray.get(ready[0])
+                    del pending[ready[0]]
+                    record_completed(setup.store_spec.path, result.rows)
+                    results.append(result)
+                    rows_done += result.rows.size
+                    if progress:  # in tiles, as segment counts them: the share of rows done
+                        total = len(setup.grid)
+                        progress(round(total * rows_done / info.height), total, rows_done * info.width)
+            except BaseException:
+                # No strip may write into the store once this run gives it up (or removes it).
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                if pending:
+                    ray.wait(list(pending), num_returns=len(pending), timeout=30)
+                raise
         finish_from_store(setup)
     return SegmentReport(
         input=info.path,

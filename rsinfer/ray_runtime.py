@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +43,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         yield ray
         return
     env = {"env_vars": {"RAY_DEDUP_LOGS": "0"}}
+    # ray.init installs its own SIGTERM handler (exit at once): keep the caller's, which
+    # stop the run cleanly (see rsinfer.signals).
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level=logging.WARNING)
     else:
@@ -52,6 +57,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
             logging_level=logging.WARNING,
             runtime_env=env,
         )
+    if threading.current_thread() is threading.main_thread():
+        for s, h in handlers.items():
+            if h is not None:
+                signal.signal(s, h)
     try:
         yield ray
     finally:

@@ -65,8 +65,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
-class StopSignal(Exception):
-    """Raised by :func:`raise_on_signals`: a stop signal arrived (SIGTERM, SIGHUP)."""
+class StopSignal(BaseException):
+    """Raised by :func:`raise_on_signals`: a stop signal arrived (SIGTERM, SIGHUP).
+
+    A BaseException, as KeyboardInterrupt is: ``except Exception`` must not swallow it."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)

@@ -129,6 +129,7 @@ def test_tiles_not_touching_the_area_are_skipped(scene, tmp_path, runner):
     "args,message",
     [
         (["--bbox", "0,0,1,1"], "does not overlap"),
+        (["--bbox", "500080,5399950,500090,5399960"], "does not overlap"),  # touches the right edge only
         (["--bbox", "3,0,1,1"], "minx must be below maxx"),
         (["--aoi", "missing.gpkg"], "cannot read the area of interest"),
     ],
@@ -177,3 +178,22 @@ def test_crop_to_aoi_writes_the_areas_window_as_a_run_on_that_window_would(scene
         assert (got.width, got.height) == (130, 110) and got.transform == want.transform and got.crs == want.crs
         assert np.array_equal(got.read(1), want.read(1))
         assert got.tags()["SOURCE"] == "scene.tif"
+
+
+def test_crop_to_aoi_refuses_a_path_gdal_would_misread(scene, tmp_path, runner):
+    odd = tmp_path / "what?.tif"
+    odd.symlink_to(scene)
+    res = runner.invoke(
+        main,
+        [
+            "segment",
+            str(odd),
+            "-o",
+            str(tmp_path / "x.tif"),
+            *SEGMENT,
+            "--bbox",
+            ",".join(map(str, BOX)),
+            "--crop-to-aoi",
+        ],
+    )
+    assert res.exit_code == 1 and "cannot read a path with '?'" in res.output and res.output.count("\n") == 1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,11 @@ class _Scheduler:
         # No Ray restarts or task retries: the driver retries, with backoff and a fresh actor.
         self.actor_class = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
         self.actor_args = (opts.segment, opts.device, max(1, int(cpus)), self.board)
-        self.queue: deque[tuple[float, SceneTask]] = deque((0.0, SceneTask(s, resume=opts.resume)) for s in scenes)
+        # (ready at, order, task): a heap, so a short retry delay is not stuck behind a long one.
+        self._order = itertools.count()
+        self.queue: list[tuple[float, int, SceneTask]] = [
+            (0.0, next(self._order), SceneTask(s, resume=opts.resume)) for s in scenes
+        ]
         self.idle: list[_Worker] = []
         self.running: dict[Any, tuple[_Worker, SceneTask]] = {}
         self.results: dict[Scene, SceneResult] = {}
@@ -152,7 +157,7 @@ class _Scheduler:
             return
         try:
             states: list[WorkerState] = self.ray.get(self.board.snapshot.remote(), timeout=2)
-        except Exception:  # a slow or lost board costs the display, not the batch
+        except self.ray.exceptions.RayError:  # a slow or lost board costs the display, not the batch
             return
         self.on_progress(states)
 
@@ -165,7 +170,7 @@ class _Scheduler:
         if self.queue and not self.idle and not self.running:  # every actor gone: one more
             self.idle.append(self._new_worker())
         while self.idle and self.queue and self.queue[0][0] <= now:
-            _, task = self.queue.popleft()
+            _, _, task = heapq.heappop(self.queue)
             worker = self.idle.pop()
             self.running[worker.actor.run.remote(task)] = (worker, task)
         if not self.queue:  # nothing more to hand out: free what idle actors hold
@@ -176,7 +181,7 @@ class _Scheduler:
     def _next_retry_in(self) -> float | None:
         if not self.queue:
             return None
-        return max(0.0, min(ready for ready, _ in self.queue) - time.monotonic())
+        return max(0.0, self.queue[0][0] - time.monotonic())
 
     def _collect(self, ref: Any) -> None:
         ray = self.ray
@@ -207,7 +212,7 @@ class _Scheduler:
             # A dead actor leaves its partial store: the retry continues it, which gives the bytes
             # of one uninterrupted run (after other failures run_segment has removed the store).
             retry = SceneTask(task.scene, task.attempt + 1, True, task.dead_worker)
-            self.queue.append((time.monotonic() + delay, retry))
+            heapq.heappush(self.queue, (time.monotonic() + delay, next(self._order), retry))
             return
         self.results[task.scene] = result
         if self.on_result:
@@ -280,7 +285,7 @@ def run_split(
             seg = SegmentOptions(
                 input=scene.input,
                 output=scene.output,
-                device="cuda" if gpus else "cpu",
+                device="cpu" if opts.device == "cpu" or not gpus else "cuda",
                 resume=opts.resume,
                 **opts.segment,
             )

@@ -65,7 +65,7 @@ def main(ctx, verbose, quiet, log_file, log_interval, config_file) -> None:
     setup_logging(verbose, quiet, log_file)
     ctx.obj = {"quiet": quiet, "log_interval": log_interval}
     if config_file:
-        ctx.default_map = load_defaults(config_file)
+        ctx.default_map = load_defaults(config_file, ctx.command)
 
 
 def _register() -> None:

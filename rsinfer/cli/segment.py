@@ -149,7 +149,7 @@ def segment(
             if distributed:
                 from rsinfer.distributed import run_segment_distributed
 
-                report = run_segment_distributed(opts, distributed, address, progress=progress.update)
+                report = run_segment_distributed(opts, distributed, address, progress=progress.update, stop=stop)
             else:
                 report = run_segment(opts, progress=progress.update, stop=stop)
     if not quiet:

@@ -18,7 +18,9 @@ from typing import Any
 from rsinfer.errors import RsinferError
 
 
-def load_defaults(path: str) -> dict[str, Any]:
+def load_defaults(path: str, group: Any) -> dict[str, Any]:
+    """The file's tables as click ``default_map`` entries of ``group``'s commands; an unknown
+    command or option is one error line (a typo must not be ignored silently)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -33,9 +35,27 @@ def load_defaults(path: str) -> dict[str, Any]:
         raise RsinferError(f"{path}: cannot read the config file ({err.strerror})") from None
     except tomllib.TOMLDecodeError as err:
         raise RsinferError(f"{path}: not a valid TOML config file ({err})") from None
-    defaults: dict[str, Any] = {}
-    for command, table in data.items():
-        if not isinstance(table, dict):
-            raise RsinferError(f"{path}: `{command}` must be a table of options, e.g. [{command}]")
-        defaults[command] = {key.replace("-", "_"): value for key, value in table.items()}
-    return defaults
+    return _defaults_for(path, group, data, "")
+
+
+def _defaults_for(path: str, command: Any, table: dict[str, Any], where: str) -> dict[str, Any]:
+    import click
+
+    subcommands = getattr(command, "commands", {})
+    names: dict[str, str] = {}  # "batch-size", "batch_size" -> "batch_size"
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name:
+            names[param.name] = param.name
+            names.update({opt.lstrip("-"): param.name for opt in param.opts if opt.startswith("--")})
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in subcommands and isinstance(value, dict):
+            out[key] = _defaults_for(path, subcommands[key], value, f"{where}{key}.")
+        elif key.replace("_", "-") in names or key in names:
+            out[names.get(key) or names[key.replace("_", "-")]] = value
+        else:
+            known = sorted(subcommands) if not where else sorted({n.replace("_", "-") for n in names.values()})
+            raise RsinferError(
+                f"{path}: unknown {'command' if not where else 'option'} `{where}{key}` (known: {', '.join(known)})"
+            )
+    return out

@@ -52,7 +52,7 @@ def test_segment_report_is_json_and_follows_the_overwrite_policy(small, runner, 
 
 def test_a_config_file_gives_option_defaults_and_the_command_line_wins(small, runner, tmp_path):
     config = tmp_path / "rsinfer.toml"
-    config.write_text('[segment]\nquiet = true\ntile = 96\noverlap = 16\ndevice = "cpu"\n')
+    config.write_text('[segment]\nquiet = true\ntile = 96\noverlap = 16\ndevice = "cpu"\nbatch-size = "2"\n')
     res = runner.invoke(main, ["--config", str(config), "segment", str(small), "-o", str(tmp_path / "a.tif")])
     assert res.exit_code == 0 and res.output == ""
     res = runner.invoke(
@@ -60,6 +60,10 @@ def test_a_config_file_gives_option_defaults_and_the_command_line_wins(small, ru
         ["--config", str(config), "segment", str(small), "-o", str(tmp_path / "b.tif"), "--overlap", "99"],
     )
     assert res.exit_code == 1 and "overlap 99" in res.output  # the command line's value, not the file's
+
+    config.write_text("[segment]\ntiel = 512\n")  # a typo is an error, not ignored
+    res = runner.invoke(main, ["--config", str(config), "segment", str(small), "-o", str(tmp_path / "c.tif")])
+    assert res.exit_code == 1 and "unknown option `segment.tiel`" in res.output and res.output.count("\n") == 1
 
     config.write_text("[segment\n")
     res = runner.invoke(main, ["--config", str(config), "segment", str(small), "-o", str(tmp_path / "c.tif")])
