@@ -146,6 +146,8 @@ def _export_verified(
     _export(model, (patches,), partial, ["input"], ["logits"], SPATIAL_AXES)
     session = sessions[str(partial)] = _session(partial)
     other = config.padded_size(max(config.min_tile, side * 3 // 4))
+    if other == side:  # a model whose smallest tile is this one: probe a larger size instead
+        other = config.padded_size(side + 1)
     probe = torch.randn(1, config.num_bands, other, side, generator=gen)
     if not _graph_diff(model, session, probe) <= TOLERANCE:
         _export(model, (patches,), partial, ["input"], ["logits"], BATCH_AXIS)

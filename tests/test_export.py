@@ -121,6 +121,29 @@ def test_segment_with_the_onnx_backend_gives_the_torch_labels(real_data, make_ra
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == graphs  # one export served every size
 
 
+def test_a_graph_with_fixed_spatial_axes_takes_short_tiles_padded_to_its_size(tmp_path, monkeypatch):
+    import rsinfer.export as export
+
+    monkeypatch.setattr(export, "SPATIAL_AXES", export.BATCH_AXIS)  # as if the trace froze the tile's size
+    config = get_config("simple-fcn").replace(tile=64, overlap=8)
+    torch.manual_seed(0)
+    model = create_model("simple-fcn", config)
+    path = tmp_path / "fixed.onnx"
+    result = export.export_onnx(model, config, 64, path)
+    ort = OnnxBackend(path, config, torch.device("cpu"), activation="none", sessions=result.sessions)
+    assert ort.graph_size == (64, 64)
+    ref = TorchBackend(model, config, torch.device("cpu"), activation="none")
+    data = np.random.default_rng(2).integers(0, 256, (2, 3, 40, 23), dtype=np.uint8)  # an edge tile
+    valid = np.ones((2, 40, 23), bool)
+    b = ort.predict(data, valid)
+    assert b.shape == (2, config.num_classes, 40, 23)
+    # The graph saw the tile edge-padded to 64 x 64 (more padding than the size rule asks, so
+    # labels near the padding may differ from torch's own run): the same as torch on that input.
+    padded = np.pad(data, ((0, 0), (0, 0), (0, 24), (0, 41)), mode="edge")
+    a = ref.predict(padded, np.ones((2, 64, 64), bool))[..., :40, :23]
+    assert (a - b).abs().max().item() <= 1e-3
+
+
 def test_a_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch):
     import rsinfer.export as export
 

@@ -152,17 +152,23 @@ class Backend(ABC):
             return x
         return x.mul_(self._to_device(valid).unsqueeze(1))
 
+    def padded_shape(self, h: int, w: int) -> tuple[int, int]:
+        """The (H, W) a tile of (h, w) is padded to before the model: the model's size rule."""
+        return self.config.padded_size(h), self.config.padded_size(w)
+
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad bottom/right (replicating edges) to the model's size rule."""
+        """Pad bottom/right (replicating edges) to :meth:`padded_shape`."""
         h, w = x.shape[-2:]
-        ph, pw = self.config.padded_size(h) - h, self.config.padded_size(w) - w
+        H, W = self.padded_shape(h, w)
+        ph, pw = H - h, W - w
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
     def normalize_padded(self, data: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         """``pad(normalize(data, valid))`` in one float buffer: the raw pixels and the mask are
         edge-padded (normalizing commutes with repeating a pixel), then normalized once."""
         h, w = data.shape[-2:]
-        ph, pw = self.config.padded_size(h) - h, self.config.padded_size(w) - w
+        H, W = self.padded_shape(h, w)
+        ph, pw = H - h, W - w
         if ph or pw:
             data = np.pad(data, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
             valid = np.pad(valid, ((0, 0), (0, ph), (0, pw)), mode="edge")

@@ -147,6 +147,10 @@ class OnnxBackend(Backend):
         self.global_session = open_graph(global_path) if global_path else None
         self.on_gpu = self.provider != "CPUExecutionProvider" and device.type == "cuda"
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # A graph exported with fixed spatial axes (see rsinfer.export) takes its own size only.
+        from ..export import graph_input_size
+
+        self.graph_size = graph_input_size(self.session)
 
     def _run(self, session, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Run ``session``; on CUDA with IO binding so nothing round-trips through the host."""
@@ -179,6 +183,11 @@ class OnnxBackend(Backend):
             raise ModelError("this ONNX model has no global graph (NAME.global.onnx)")
         outs = self._run(self.global_session, {"view": self.normalize(view.data[None], view.valid[None])})
         return dict(zip((o.name for o in self.global_session.get_outputs()), outs))
+
+    def padded_shape(self, h: int, w: int) -> tuple[int, int]:
+        if self.graph_size is not None and h <= self.graph_size[0] and w <= self.graph_size[1]:
+            return self.graph_size  # a tile cut short by the raster's edge, padded up to the graph
+        return super().padded_shape(h, w)
 
     def logits(self, x: torch.Tensor, contexts: list | None, boxes: np.ndarray | None) -> torch.Tensor:
         step = TRT_MAX_BATCH if self.provider == "TensorrtExecutionProvider" else len(x)
