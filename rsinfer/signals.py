@@ -41,7 +41,7 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopRequest]:
     """Within the block, the first stop signal sets the request; a second raises KeyboardInterrupt.
 
     Handlers can only be installed from the main thread; elsewhere (a worker thread) the
@@ -57,7 +57,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
             raise KeyboardInterrupt
         request.set(signum)
 
-    previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, handle) for s in signals}
     try:
         yield request
     finally:
@@ -66,31 +66,13 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 class StopSignal(BaseException):
-    """Raised by :func:`raise_on_signals`: a stop signal arrived (SIGTERM, SIGHUP).
+    """A stop signal, raised by a loop that polls a :class:`StopRequest` (see :func:`rsinfer.batch.run_batch`).
 
-    A BaseException, as KeyboardInterrupt is: ``except Exception`` must not swallow it."""
+    A BaseException, as KeyboardInterrupt is: ``except Exception`` must not swallow it. It is
+    raised by the loop, never from the signal handler: an exception raised inside a handler
+    surfaces in whatever C code runs at that moment (Ray's wait turns it into a SystemError)."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.exit_code = 128 + signum
-
-
-@contextlib.contextmanager
-def raise_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Within the block, these signals raise :class:`StopSignal` where the main thread is, as
-    Ctrl-C raises KeyboardInterrupt: for a driver that must unwind (cancel its workers) rather
-    than die on the spot. Outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        raise StopSignal(signum)
-
-    previous = {s: signal.signal(s, handle) for s in signals}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

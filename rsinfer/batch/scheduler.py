@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RsinferError
+from ..signals import StopSignal
 from .board import ProgressBoard, WorkerState
 from .inputs import DEVICES, Scene
 from .report import SceneResult
@@ -106,8 +107,9 @@ class _Worker:
 class _Scheduler:
     """Scenes to actors one at a time; failures retried with backoff; dead actors replaced."""
 
-    def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result, on_progress=None):
+    def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result, on_progress=None, stop=None):
         self.ray = ray
+        self.stop = stop
         self.scenes = scenes
         self.opts = opts
         self.on_result = on_result
@@ -131,17 +133,19 @@ class _Scheduler:
         try:
             self.idle = [self._new_worker() for _ in range(self.count)]
             while self.queue or self.running:
+                self._check_stop()
                 self._dispatch()
                 timeout = self._next_retry_in() if self.idle else None
                 if not self.running:
-                    time.sleep(timeout or 0.0)
+                    time.sleep(min(timeout or 0.0, POLL_SECONDS))
                     continue
-                if self.board is not None:
+                if self.board is not None or self.stop is not None:
                     timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
                 done, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
                 for ref in done:
                     self._collect(ref)
                 self._show_progress()
+                self._check_stop()
         except BaseException:
             self._cancel_running()
             raise
@@ -151,6 +155,10 @@ class _Scheduler:
             if self.board is not None:
                 self.ray.kill(self.board, no_restart=True)
         return [self.results[s] for s in self.scenes]
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise StopSignal(self.stop.signum)
 
     def _show_progress(self) -> None:
         if self.board is None or self.on_progress is None:
@@ -252,29 +260,36 @@ def run_batch(
     opts: BatchOptions,
     on_result: Callable[[SceneResult], None] | None = None,
     on_progress: Callable[[list[WorkerState]], None] | None = None,
+    stop: Any = None,
 ) -> tuple[list[SceneResult], int]:
     """Run ``scenes`` on Ray actors; their results in the order of ``scenes``, and the actor count.
 
     ``on_result`` is called as each scene ends (retries included in it); ``on_progress``
     with every worker's state, a few times a second while scenes run. With ``opts.split``
-    each scene in turn is cut into strips across the workers (:func:`run_split`).
+    each scene in turn is cut into strips across the workers (:func:`run_split`). When
+    ``stop`` (a :class:`~rsinfer.signals.StopRequest`) is set, running scenes are cancelled
+    (they keep their finished rows) and :class:`~rsinfer.signals.StopSignal` is raised.
     """
     if not scenes:
         return [], 0
     if opts.split:
-        return run_split(ray, scenes, opts, on_result), opts.split
-    scheduler = _Scheduler(ray, scenes, opts, on_result, on_progress)
+        return run_split(ray, scenes, opts, on_result, stop), opts.split
+    scheduler = _Scheduler(ray, scenes, opts, on_result, on_progress, stop)
     return scheduler.run(), scheduler.count
 
 
 def run_split(
-    ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result: Callable[[SceneResult], None] | None = None
+    ray: Any,
+    scenes: Sequence[Scene],
+    opts: BatchOptions,
+    on_result: Callable[[SceneResult], None] | None = None,
+    stop: Any = None,
 ) -> list[SceneResult]:
     """``batch --split``: scenes one after another, each one's rows cut into ``opts.split``
     strips run as Ray tasks (:func:`rsinfer.distributed.run_segment_distributed`), for a few
     scenes too big for one worker. Ray reruns a strip whose worker died (``opts.retries`` times)."""
     from ..distributed import run_segment_distributed
-    from ..pipeline import SegmentOptions
+    from ..pipeline import JobInterrupted, SegmentOptions
 
     cpus, gpus = worker_resources(ray, opts)
     results = []
@@ -290,8 +305,11 @@ def run_split(
                 **opts.segment,
             )
             report = run_segment_distributed(
-                seg, opts.split, cpus_per_worker=cpus, gpus_per_worker=gpus, retries=opts.retries
+                seg, opts.split, cpus_per_worker=cpus, gpus_per_worker=gpus, retries=opts.retries, stop=stop
             )
+        except JobInterrupted:  # a stop signal: the batch ends here, this scene keeps its rows
+            assert stop is not None and stop.signum is not None
+            raise StopSignal(stop.signum) from None
         except RsinferError as err:
             result.error = err.args[0] if err.args else str(err)
         except ray.exceptions.RayError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import warnings
 
@@ -226,7 +227,7 @@ def batch(
     from rsinfer.io.outputs import check_outputs, describe_os_error
     from rsinfer.pipeline import JobInterrupted
     from rsinfer.ray_runtime import ray_session
-    from rsinfer.signals import StopSignal, raise_on_signals
+    from rsinfer.signals import StopSignal, stop_on_signals
 
     if not inputs and not manifest:
         raise click.UsageError("give INPUT... or --manifest FILE")
@@ -298,9 +299,10 @@ def batch(
         if plan.run:
             # SIGTERM/SIGHUP unwind like Ctrl-C: running scenes stop between batches, keeping their rows.
             try:
-                with raise_on_signals(), ray_session(address) as ray:
+                # Ctrl-C stays Python's KeyboardInterrupt; SIGTERM/SIGHUP set a request the scheduler polls.
+                with stop_on_signals((signal.SIGTERM, signal.SIGHUP)) as stop, ray_session(address) as ray:
                     results, count = engine.run_batch(
-                        ray, plan.run, opts, on_result, on_progress=None if quiet else progress.workers
+                        ray, plan.run, opts, on_result, on_progress=None if quiet else progress.workers, stop=stop
                     )
             except StopSignal as stop:
                 raise JobInterrupted(
