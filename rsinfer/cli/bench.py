@@ -85,6 +85,10 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
     from rsinfer.benchmark import report, runner
 
     _check_outputs(overwrite, png_path, json_path, csv_path, md_path)
+    if png_path:  # before measuring: one line naming the extra
+        from rsinfer.extras import require
+
+        require(("matplotlib",), "--png", "pip install 'rsinfer[bench]'")
     device = _device(device)
     names = _models(models, runner.TABLE_MODELS + runner.OUR_MODELS)
     console = Console(stderr=True)
@@ -142,6 +146,10 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
     from rsinfer.benchmark import report, runner
 
     _check_outputs(overwrite, json_path, csv_path, md_path)
+    if {"onnx", "tensorrt"} & set(backends.split(",")):  # before measuring: one line naming the extra
+        from rsinfer.extras import require_onnx
+
+        require_onnx(export=True)
     device = _device(device)
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory() as work:

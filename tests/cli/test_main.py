@@ -100,3 +100,16 @@ def test_a_missing_optional_package_is_one_line_naming_the_extra_before_any_work
     assert res.exit_code == 1 and res.output.count("\n") == 1
     assert "--backend onnx needs onnx: pip install 'rsinfer[cpu]'" in res.output
     assert [p.name for p in tmp_path.iterdir()] == [small.name]  # nothing written, no cache folder
+
+
+def test_bench_names_the_extra_it_misses_before_measuring(runner, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    hidden = {"onnxruntime", "matplotlib"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in hidden else find_spec(name, *a))
+    res = runner.invoke(main, ["bench", "speed", "--models", "lanet-lite", "--backends", "torch,onnx"])
+    assert res.exit_code == 1 and "--backend onnx needs onnxruntime" in res.output and res.output.count("\n") == 1
+    res = runner.invoke(main, ["bench", "memory", "--models", "lanet-lite", "--png", str(tmp_path / "m.png")])
+    assert res.exit_code == 1 and "--png needs matplotlib: pip install 'rsinfer[bench]'" in res.output
+    assert not list(tmp_path.iterdir())
