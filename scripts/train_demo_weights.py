@@ -50,7 +50,9 @@ PEAK_LR_OF = {"glcanet-lite": 1e-3, "glnet-lite": 1e-3}
 GRAD_CLIP_OF = {"glcanet-lite": 1.0, "glnet-lite": 1.0}
 # Builder arguments for training only. GLNet trains with its streaming procedure, where every
 # patch's logits are a differentiable function of that patch and the global view alone (the
-# authors' procedure fuses all patches of a region first); the weights run with either.
+# authors' procedure fuses all patches of a region first). The manifest entry records it, so
+# the weights run as they learnt: with the authors' procedure they score about 2 points lower
+# on the held-out scene (tiled mIoU 79.1 % against 81.2 %).
 TRAIN_KWARGS = {"glnet-lite": {"procedure": "streaming"}}
 DISCLAIMER = "Trained on synthetic rsinfer synth scenes only, for demonstrations and tests; not for real imagery."
 
@@ -242,6 +244,7 @@ def save(model, name: str, out: Path, seed: int, steps: int) -> WeightEntry:
         file=file.name,
         model=name,
         sha256=sha256_of(file),
+        config=dict(TRAIN_KWARGS.get(name, {})),
         default=True,
         source=f"scripts/train_demo_weights.py --models {name} --seed {seed} --steps {steps}",
         license="MIT",
