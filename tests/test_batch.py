@@ -232,7 +232,9 @@ def test_a_stop_signal_stops_the_batch_keeps_partial_work_and_resume_finishes_it
     local_ray, runner, scenes, reference, tmp_path, signum
 ):
     out = tmp_path / "out"
+    # Batches of one tile: a stop point after every tile (the bytes do not depend on the batch size).
     args = ["batch", str(scenes / "a.tif"), str(scenes / "b.tif"), "-o", str(out), *OPTS, "--address", local_ray]
+    args += ["--batch-size", "1"]
     driver = subprocess.Popen(
         [sys.executable, "-m", "rsinfer.cli.main", *args, "-q"], stderr=subprocess.PIPE, text=True
     )

@@ -16,7 +16,7 @@ from .inputs import DEVICES, Scene
 from .report import SceneResult
 from .worker import SceneTask, SceneWorker
 
-POLL_SECONDS = 0.5  # how often the driver reads the progress board while scenes run
+POLL_SECONDS = 0.2  # how often the driver reads the progress board and its stop request while scenes run
 
 
 @dataclass
