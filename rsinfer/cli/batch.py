@@ -11,7 +11,7 @@ import warnings
 import click
 
 from rsinfer.cli import options
-from rsinfer.cli.progress import RateWindow
+from rsinfer.cli.progress import RateWindow, stderr_progress
 
 
 class BatchProgress:
@@ -20,24 +20,9 @@ class BatchProgress:
     ``log_every`` seconds instead; nothing when quiet."""
 
     def __init__(self, total: int, disable: bool, log_every: float = 30.0):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        self.enabled = not disable and console.is_terminal
-        self.logging = not disable and not console.is_terminal
+        self._progress, self.enabled, self.logging = stderr_progress(disable)
         self.total = total
         self.log_every = log_every
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not self.enabled,
-        )
         self._task = self._progress.add_task("[bold]batch", total=total, unit="scenes", rate="")
         self._workers: dict[str, int] = {}  # worker -> its progress row
         self._done = 0

@@ -34,27 +34,32 @@ class RateWindow:
         return (m1 - m0) / (t1 - t0) if t1 - t0 >= 1.0 else None
 
 
+def stderr_progress(disable: bool) -> tuple[Progress, bool, bool]:
+    """The bar both commands draw on stderr (description, bar, done/total, unit, rate, ETA), and
+    whether it shows (a terminal, not quiet) or log lines stand in for it (no terminal)."""
+    console = Console(stderr=True)
+    enabled = not disable and console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+    )
+    return progress, enabled, not disable and not console.is_terminal
+
+
 class TileProgress:
     """Context manager; ``update(done, total, pixels)`` is the pipeline's progress callback."""
 
     def __init__(self, disable: bool = False, label: str = "segment", log_every: float = 30.0):
-        console = Console(stderr=True)
-        self.enabled = not disable and console.is_terminal
-        self.logging = not disable and not console.is_terminal
+        self._progress, self.enabled, self.logging = stderr_progress(disable)
         self.log_every = log_every
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not self.enabled,
-            transient=False,
-        )
         self._label = label
-        self._task = self._progress.add_task("loading the model", total=None, unit="", rate="")
+        self._task = self._progress.add_task("[bold]loading the model", total=None, unit="", rate="")
         self._started = False
         self._rate = RateWindow()
         self._start = self._last_draw = self._last_log = time.monotonic()
@@ -71,7 +76,7 @@ class TileProgress:
         rate = self._rate.add(now, pixels / 1e6)
         if not self._started:
             self._started = True
-            self._progress.update(self._task, description=self._label, total=total, unit="tiles")
+            self._progress.update(self._task, description=f"[bold]{self._label}", total=total, unit="tiles")
         if done == total or now - self._last_draw > 0.1:  # redraw at most 10 times a second
             self._progress.update(self._task, completed=done, rate="" if rate is None else f"{rate:.2f} Mpx/s")
             self._last_draw = now
