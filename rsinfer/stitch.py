@@ -26,10 +26,24 @@ from .tiling import Span, Tile, TileGrid
 def class_labels(scores: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """The index of the largest score along ``dim`` as uint8 (the first one on ties, NaN counting as largest).
 
-    ``torch.max(dim).indices`` is ``argmax`` (same ties, same NaNs), but torch's CPU argmax
-    over a leading, strided dimension runs an order of magnitude slower than ``max``.
+    ``torch.max(dim).indices`` is ``argmax`` (same ties, same NaNs) and what runs on a GPU.
+    On a CPU torch reduces over a leading, strided dimension one element at a time: there
+    the maximum (``amax``, vectorized) is found first, then the first class that reaches it,
+    as ``K - max_k((score_k == max) * (K - k))`` in uint8 (vectorized too): 2-3x faster for
+    the 6 classes of a label map, the same labels. A NaN score equals nothing; the rare
+    slice that has one falls back to ``max``.
     """
-    return scores.max(dim).indices.to(torch.uint8)
+    k = scores.shape[dim]
+    if scores.device.type != "cpu" or not scores.is_floating_point() or k > 255 or scores.numel() == 0:
+        return scores.max(dim).indices.to(torch.uint8)
+    top = scores.amax(dim, keepdim=True)
+    shape = [1] * scores.dim()
+    shape[dim] = k
+    rank = torch.arange(k, 0, -1, dtype=torch.uint8).view(shape)  # K for class 0, ..., 1 for class K-1
+    first = (scores == top).to(torch.uint8).mul_(rank).amax(dim)
+    if not bool(first.all()):  # a NaN score: no class equals the maximum there
+        return scores.max(dim).indices.to(torch.uint8)
+    return first.neg_().add_(k)  # K - first, in uint8
 
 
 class _Strip:

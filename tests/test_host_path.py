@@ -22,6 +22,23 @@ def test_class_labels_is_argmax_with_its_ties_and_nans():
     assert torch.equal(class_labels(part), part.argmax(0).to(torch.uint8))
 
 
+@pytest.mark.parametrize(
+    "scores",
+    [
+        torch.randn(3, 6, 33, 47),
+        torch.randn(3, 1, 33, 47).expand(-1, 6, -1, -1),  # a broadcast view: every class ties
+        torch.randn(2, 40, 9, 11),  # more classes than a label map usually has
+        torch.randn(2, 1, 9, 11),  # one class
+        torch.tensor([-float("inf"), -float("inf"), -1e30]).view(1, 3, 1, 1),
+        torch.tensor([0.0, -0.0, 0.0]).view(1, 3, 1, 1),
+        torch.randn(2, 6, 9, 11).half(),
+    ],
+)
+def test_class_labels_on_the_cpu_equals_argmax_for_any_scores(scores):
+    assert torch.equal(class_labels(scores, 1), scores.argmax(1).to(torch.uint8))
+    assert torch.equal(class_labels(scores[0]), scores[0].argmax(0).to(torch.uint8))
+
+
 def _backend(model: nn.Module, precision="fp32", size_multiple=32) -> TorchBackend:
     config = get_config("simple-fcn").replace(size_multiple=size_multiple)
     return TorchBackend(model, config, torch.device("cpu"), value_scale=1.3, precision=precision)
