@@ -1,6 +1,6 @@
 """The GPU path, proven in one run: tests, speed, memory, host ceiling, CUDA-vs-CPU labels, OOM recovery.
 
-    python benchmarks/gpu_check.py --out gpu_check_out [--device cuda] [--budget 450]
+    python benchmarks/gpu_check.py --out gpu_check_out [--device cuda] [--budget 450] [--short]
 
 Run by ``benchmarks/gpu_check.sh`` after it has installed the project. Every step runs in a
 process of its own under a time limit and a global deadline: a step that would start with
@@ -10,6 +10,13 @@ such, and the results written so far stay. After each step the one JSON file
 
 ``--device cpu`` rehearses the same steps on a CPU with smaller sizes and the demo models,
 without the rows that need a GPU (CUDA-vs-CPU labels, out-of-memory recovery, TensorRT).
+``--short`` runs every step with the smallest settings that still exercise it (one model per
+step, small tiles and scenes, two timed runs): the form CI runs on a CPU, so the script
+cannot rot between GPU runs.
+
+The exit status is 1 when a step failed, overran its limit or was left out for lack of time;
+rows left out because they need a GPU (on ``--device cpu``) do not count. ``--device cuda``
+on a machine where torch sees no CUDA device is a failure too: nothing was checked.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
 # What each device runs: the GPU check at the papers' settings, the CPU rehearsal smaller.
-PLANS = {
+PLANS: dict[str, dict[str, Any]] = {
     "cuda": dict(
         speed_models=["lanet", "ammunet", "hiresnet", "glcanet"],
         speed_size=512,
@@ -57,6 +65,37 @@ PLANS = {
     ),
 }
 
+# --short: one model per step at the smallest sizes that still run every code path (batch 1 and
+# an automatic batch, a ceiling scene of several tiles, patch and global-local memory). On CUDA
+# the label and out-of-memory checks keep their settings: smaller, the batch asked for would fit
+# and nothing would be recovered. (On a CPU the automatic batch is 4 whatever auto_largest is.)
+SHORT_PLANS: dict[str, dict[str, Any]] = {
+    "cuda": dict(
+        PLANS["cuda"],
+        speed_models=["lanet-lite"],
+        speed_size=256,
+        precisions=["fp32", "fp16"],
+        speed_runs=2,
+        speed_warmup=1,
+        auto_largest=8,
+        onnx_models=["lanet-lite"],
+        memory_models=["glcanet-lite"],
+        memory=dict(size=512, patch=256, overlap=32),
+        ceiling=dict(size=1024, batch=4, tile=256),
+    ),
+    "cpu": dict(
+        PLANS["cpu"],
+        speed_models=["lanet-lite"],
+        speed_size=256,  # not 128: these models run several times slower at 128² on a CPU than at 256²
+        speed_runs=2,
+        speed_warmup=1,
+        onnx_models=["lanet-lite"],
+        memory_models=["glcanet-lite"],
+        memory=dict(size=512, patch=256, overlap=32),
+        ceiling=dict(size=512, batch=2, tile=256),
+    ),
+}
+
 # Seconds each step may take at most (the global deadline may cut it shorter); the CPU
 # rehearsal's model steps get more, a CPU being slower at them than the sizes shrink.
 CPU_BUDGETS = {"speed": 100, "onnx": 100, "memory": 90}
@@ -71,6 +110,14 @@ BUDGETS = {
     "onnx": 75,
 }
 MIN_START = 15  # a step is not started with less than this many seconds left
+OUT_OF_TIME = "out of time"  # the note of a step left out by the deadline (it counts as a failure)
+
+
+def is_failure(entry: dict) -> bool:
+    """A step that failed, overran, or was not run for lack of time (not one that needs a GPU)."""
+    if entry["status"] in ("failed", "timeout"):
+        return True
+    return entry["status"] == "skipped" and str(entry.get("note", "")).startswith(OUT_OF_TIME)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +304,8 @@ def step_ceiling(p: dict) -> dict:
     from rsinfer.benchmark.pipeline import host_ceiling
 
     workers = max(2, min(8, (os.cpu_count() or 2) // 2))
-    result = host_ceiling(p["size"], 512, 64, workers, p["batch"], p["device"], p["work"], "tif", repeats=1).row()
+    tile = p.get("tile", 512)
+    result = host_ceiling(p["size"], tile, 64, workers, p["batch"], p["device"], p["work"], "tif", repeats=1).row()
     return dict(ok=True, row=result)
 
 
@@ -276,8 +324,8 @@ STEPS = {
 # The driver
 # ---------------------------------------------------------------------------------------------
 class Check:
-    def __init__(self, out: Path, device: str, deadline: float):
-        self.out, self.device, self.deadline = out, device, deadline
+    def __init__(self, out: Path, device: str, deadline: float, short: bool = False):
+        self.out, self.device, self.deadline, self.short = out, device, deadline, short
         self.started = time.time()
         self.results: list[dict] = []
         self.work = out / "work"
@@ -290,7 +338,7 @@ class Check:
         entry: dict = dict(step=name, label=label)
         left = self.left()
         if left < MIN_START:
-            entry.update(status="skipped", note=f"out of time ({left:.0f} s left of the global budget)")
+            entry.update(status="skipped", note=f"{OUT_OF_TIME} ({left:.0f} s left of the global budget)")
             return self._record(entry)
         limit = min(budget, left - 5)
         params = dict(params, work=str(self.work), device=self.device)
@@ -326,6 +374,7 @@ class Check:
     def write(self) -> None:
         doc = dict(
             device=self.device,
+            short=self.short,
             started=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.started)),
             wall_s=round(time.time() - self.started, 1),
             steps=self.results,
@@ -347,7 +396,8 @@ def _table(rows: list[dict], cols: list[str]) -> list[str]:
 
 def markdown(doc: dict) -> str:
     steps = doc["steps"]
-    out = [f"# GPU check ({doc['device']}), {doc['started']} UTC, {doc['wall_s']} s", ""]
+    form = ", short form" if doc.get("short") else ""
+    out = [f"# GPU check ({doc['device']}{form}), {doc['started']} UTC, {doc['wall_s']} s", ""]
     env = next((s.get("data") for s in steps if s["step"] == "environment" and s.get("data")), None)
     if env:
         out += [", ".join(f"{k}: {v}" for k, v in env.items()), ""]
@@ -393,6 +443,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--budget", type=float, default=450, help="Seconds for every step together.")
     ap.add_argument("--deadline", type=float, default=None, help="Epoch seconds (overrides --budget).")
+    ap.add_argument("--short", action="store_true", help="Every step at its smallest settings (the CI form).")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -402,8 +453,8 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    check = Check(out, args.device, args.deadline or time.time() + args.budget)
-    plan = PLANS[args.device]
+    check = Check(out, args.device, args.deadline or time.time() + args.budget, short=args.short)
+    plan = (SHORT_PLANS if args.short else PLANS)[args.device]
     if args.device == "cpu":
         BUDGETS.update(CPU_BUDGETS)
     install = out / "install.json"  # written by gpu_check.sh
@@ -412,7 +463,8 @@ def main() -> None:
     env = check.run("environment", "environment", BUDGETS["environment"], {})
     if args.device == "cuda" and not (env.get("data") or {}).get("cuda_available"):
         check.note("all", "GPU steps", "torch sees no CUDA device: nothing else to check")
-        return
+        print("torch sees no CUDA device: the GPU check checked nothing (--device cpu rehearses it)")
+        sys.exit(1)
     check.run("gpu-tests", "tests marked gpu", BUDGETS["gpu-tests"], {})
     if plan["labels"]:
         check.run("labels", "CUDA vs CPU labels (fp32)", BUDGETS["labels"], plan["labels"])
@@ -457,8 +509,11 @@ def main() -> None:
             ),
         )
     check.write()
-    failed = [s for s in check.results if s["status"] in ("failed", "timeout")]
-    print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}; {len(failed)} step(s) failed or timed out")
+    failed = [s for s in check.results if is_failure(s)]
+    why = "failed, timed out or ran out of time"
+    print(f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}; {len(failed)} step(s) {why}")
+    for s in failed:
+        print(f"  {s['label']}: {s['status']}" + (f" ({s['note']})" if s.get("note") else ""))
     sys.exit(1 if failed else 0)
 
 
