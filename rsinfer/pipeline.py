@@ -275,12 +275,16 @@ def run_segment(
     progress: ProgressFn | None = None,
     stop: StopRequest | None = None,
     loaded: LoadedModel | None = None,
+    assemble: bool = True,
 ) -> SegmentReport:
     """Segment ``opts.input`` into ``opts.output``; raises RsinferError subclasses on bad input.
 
     ``stop`` (see :func:`rsinfer.signals.stop_on_signals`) ends the run early with
     :class:`JobInterrupted`, keeping the rows done for ``opts.resume``. ``loaded``: the model
     ``opts`` names, already loaded (a worker that runs many scenes loads it once).
+    ``assemble=False`` stops once every row is in the chunk store: :func:`assemble_output`
+    makes the output from it later, on another thread (``batch`` overlaps it with the next
+    scene's inference).
     """
     start = time.perf_counter()
     setup = prepare_segment(opts, loaded=loaded)
@@ -299,7 +303,8 @@ def run_segment(
                 writer.close()
             if stats.stopped:
                 raise _interrupted(opts, setup.store_spec.path, writer.completed_rows, info.height, stop)
-        finish_from_store(setup)
+        if assemble:
+            finish_from_store(setup)
     return SegmentReport(
         input=info.path,
         outputs=setup.finals,
@@ -318,6 +323,17 @@ def run_segment(
         weights=loaded.weights,
         resumed_from_row=first_row,
     )
+
+
+def assemble_output(opts: SegmentOptions, loaded: LoadedModel | None = None) -> None:
+    """Make the output of a job whose rows are all in its chunk store (``run_segment(...,
+    assemble=False)``): the same claim of the output, fingerprint check and verified commit
+    as the end of :func:`run_segment`, with no model run."""
+    setup = prepare_segment(replace(opts, resume=True), loaded=loaded)
+    with rasterio.Env(GDAL_CACHEMAX=setup.gdal_cache_mb), claimed_output(setup) as first_row:
+        if first_row < setup.info.height:
+            raise OutputError(f"{setup.store_spec.path}: rows from {first_row} on are not done; run with --resume")
+        finish_from_store(setup)
 
 
 # The bundled demo weights (manifest entries ``*.synthetic``) learnt 0.2 m synthetic scenes.

@@ -186,6 +186,22 @@ def test_a_worker_that_dies_mid_scene_is_replaced_and_the_scene_rerun(runner, sc
     assert rows["b.tif"]["status"] == "ok" and summary["retries"] == 1
 
 
+@pytest.mark.parametrize("behind", [True, False])
+def test_a_worker_assembles_one_scene_while_the_next_is_on_the_model(scenes, reference, tmp_path, behind):
+    from rsinfer.batch import BatchOptions, Scene, run_batch
+
+    todo = [Scene(str(scenes / f"{n}.tif"), str(tmp_path / f"{n}.tif")) for n in NAMES]
+    opts = BatchOptions(segment=dict(SEGMENT), device="cpu", workers=1, assemble_behind=behind)
+    results, workers = run_batch(ray, todo, opts)
+    assert workers == 1 and [r.status for r in results] == ["ok"] * 3
+    assert {n: (tmp_path / f"{n}.tif").read_bytes() for n in NAMES} == reference
+    for first, second in zip(results, results[1:]):
+        assert first.on_model and second.on_model and first.ended
+        assert first.on_model[1] <= second.on_model[0]  # one scene at a time on the model
+        # behind: the next scene took the model while this one's GeoTIFF was being assembled
+        assert (second.on_model[0] < first.ended) == behind
+
+
 def test_two_inputs_with_one_stem_are_refused_before_anything_runs(runner, scenes, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -30,7 +30,7 @@ REPORT_FIELDS = (
 
 @dataclass
 class SceneResult:
-    """One row of the report; ``retry``, ``megapixels`` and ``warnings`` stay out of it."""
+    """One row of the report; ``retry``, ``megapixels``, ``warnings`` and the times stay out of it."""
 
     input: str
     output: str
@@ -46,6 +46,9 @@ class SceneResult:
     retry: bool = False  # a failure another attempt may fix (not bad input)
     megapixels: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # wall-clock (time.time()) when the scene got the model, let it go, and ended
+    on_model: tuple[float, float] | None = None
+    ended: float | None = None
 
     def row(self) -> dict[str, Any]:
         row = {k: v for k, v in asdict(self).items() if k in REPORT_FIELDS}

@@ -30,6 +30,9 @@ class BatchOptions:
     retry_delay: float = 1.0  # seconds before the first retry, doubled for each next one
     resume: bool = False
     split: int = 0  # > 0: each scene in turn, cut into this many strips run across the workers
+    # A worker starts its next scene on the model while it assembles the last one's output
+    # (see SceneWorker); off: one scene per worker at a time, start to end.
+    assemble_behind: bool = True
 
 
 def check_options(opts: BatchOptions) -> None:
@@ -98,14 +101,21 @@ def worker_count(ray: Any, requested: int | None, scenes: int, cpus: float, gpus
     return min(fit, scenes)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     actor: Any
     identity: Any  # ObjectRef of (host, pid), asked at creation
+    running: int = 0  # scenes handed to it and not yet collected
+    dead: bool = False
 
 
 class _Scheduler:
-    """Scenes to actors one at a time; failures retried with backoff; dead actors replaced."""
+    """Scenes to actors; failures retried with backoff; dead actors replaced.
+
+    Each actor has ``slots`` places for scenes (two with ``assemble_behind``: one on the
+    model, one assembling; see :class:`SceneWorker`). Scenes go to the actor with the fewest
+    first, so a second place is used only when every actor already has a scene.
+    """
 
     def __init__(self, ray: Any, scenes: Sequence[Scene], opts: BatchOptions, on_result, on_progress=None, stop=None):
         self.ray = ray
@@ -118,24 +128,27 @@ class _Scheduler:
         self.count = worker_count(ray, opts.workers, len(scenes), cpus, gpus)
         self.board = ray.remote(ProgressBoard).options(num_cpus=0).remote() if on_progress else None
         # No Ray restarts or task retries: the driver retries, with backoff and a fresh actor.
-        self.actor_class = ray.remote(SceneWorker).options(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
-        self.actor_args = (opts.segment, opts.device, max(1, int(cpus)), self.board)
+        self.slots = SceneWorker.SLOTS if opts.assemble_behind else 1
+        self.actor_class = ray.remote(SceneWorker).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_concurrency=self.slots
+        )
+        self.actor_args = (opts.segment, opts.device, max(1, int(cpus)), self.board, opts.assemble_behind)
         # (ready at, order, task): a heap, so a short retry delay is not stuck behind a long one.
         self._order = itertools.count()
         self.queue: list[tuple[float, int, SceneTask]] = [
             (0.0, next(self._order), SceneTask(s, resume=opts.resume)) for s in scenes
         ]
-        self.idle: list[_Worker] = []
+        self.workers: list[_Worker] = []  # alive, with or without scenes
         self.running: dict[Any, tuple[_Worker, SceneTask]] = {}
         self.results: dict[Scene, SceneResult] = {}
 
     def run(self) -> list[SceneResult]:
         try:
-            self.idle = [self._new_worker() for _ in range(self.count)]
+            self.workers = [self._new_worker() for _ in range(self.count)]
             while self.queue or self.running:
                 self._check_stop()
                 self._dispatch()
-                timeout = self._next_retry_in() if self.idle else None
+                timeout = self._next_retry_in() if self._free() else None
                 if not self.running:
                     time.sleep(min(timeout or 0.0, POLL_SECONDS))
                     continue
@@ -150,7 +163,7 @@ class _Scheduler:
             self._cancel_running()
             raise
         finally:
-            for w in [*self.idle, *(w for w, _ in self.running.values())]:
+            for w in self.workers:
                 self.ray.kill(w.actor, no_restart=True)
             if self.board is not None:
                 self.ray.kill(self.board, no_restart=True)
@@ -173,18 +186,23 @@ class _Scheduler:
         actor = self.actor_class.remote(*self.actor_args)
         return _Worker(actor, actor.identity.remote())
 
+    def _free(self) -> list[_Worker]:
+        """Actors with a free place, those with fewest scenes first."""
+        return sorted((w for w in self.workers if w.running < self.slots), key=lambda w: w.running)
+
     def _dispatch(self) -> None:
         now = time.monotonic()
-        if self.queue and not self.idle and not self.running:  # every actor gone: one more
-            self.idle.append(self._new_worker())
-        while self.idle and self.queue and self.queue[0][0] <= now:
+        if self.queue and not self.workers:  # every actor gone: one more
+            self.workers.append(self._new_worker())
+        while self.queue and self.queue[0][0] <= now and (free := self._free()):
             _, _, task = heapq.heappop(self.queue)
-            worker = self.idle.pop()
+            worker = free[0]
+            worker.running += 1
             self.running[worker.actor.run.remote(task)] = (worker, task)
         if not self.queue:  # nothing more to hand out: free what idle actors hold
-            for w in self.idle:
+            for w in [w for w in self.workers if w.running == 0]:
                 self.ray.kill(w.actor, no_restart=True)
-            self.idle.clear()
+                self.workers.remove(w)
 
     def _next_retry_in(self) -> float | None:
         if not self.queue:
@@ -194,6 +212,7 @@ class _Scheduler:
     def _collect(self, ref: Any) -> None:
         ray = self.ray
         worker, task = self.running.pop(ref)
+        worker.running -= 1
         try:
             result: SceneResult = ray.get(ref)
         except ray.exceptions.RayActorError as err:  # the process died: the scene gets a new actor
@@ -207,13 +226,13 @@ class _Scheduler:
                 retry=True,
             )
             task = SceneTask(task.scene, task.attempt, task.resume, dead)
-            if self.queue or task.attempt <= self.opts.retries:
-                self.idle.append(self._new_worker())
+            if not worker.dead:  # its other scene, if any, fails alike: one replacement
+                worker.dead = True
+                self.workers.remove(worker)
+                if self.queue or task.attempt <= self.opts.retries:
+                    self.workers.append(self._new_worker())
         except ray.exceptions.RayError as err:  # Ray could not run the method (the actor may live on)
             result = SceneResult(task.scene.input, task.scene.output, "failed", error=_first_line(err), retry=True)
-            self.idle.append(worker)
-        else:
-            self.idle.append(worker)
         result.attempts = task.attempt
         if result.status == "failed" and result.retry and task.attempt <= self.opts.retries:
             delay = self.opts.retry_delay * 2 ** (task.attempt - 1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +28,50 @@ class SceneTask:
     dead_worker: tuple[str, int] | None = None  # (host, pid) of an actor that died on this scene
 
 
+class ThreadWarnings:
+    """Warnings recorded per thread: ``warnings.catch_warnings`` is process-wide, and an actor
+    runs two scenes at once (one on the model, one being assembled). Outside a
+    :meth:`recording` block a warning is shown as usual."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._show = warnings.showwarning
+        warnings.simplefilter("always")  # each scene records its own; repeats are dropped below
+        warnings.showwarning = self._record
+
+    def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
+        caught = getattr(self._local, "caught", None)
+        if caught is None:
+            self._show(message, category, filename, lineno, file, line)
+        elif str(message) not in caught:
+            caught.append(str(message))
+
+    @contextlib.contextmanager
+    def recording(self, caught: list[str]) -> Iterator[list[str]]:
+        self._local.caught = caught
+        try:
+            yield caught
+        finally:
+            self._local.caught = None
+
+
 class SceneWorker:
-    """A Ray actor: runs one scene at a time through ``run_segment``.
+    """A Ray actor: runs scenes through ``run_segment``, one at a time on the model.
 
     Every scene of a batch runs with the same model options, so the model is loaded by the
     first scene and kept for the others (on the actor's device, warm).
+
+    With ``assemble_behind`` the actor takes two scenes at once (Ray's ``max_concurrency``
+    is :data:`SLOTS`): a scene's GeoTIFF is assembled from its finished chunk store (GDAL's
+    COG copy with overviews, single-threaded, seconds per 100 Mpx) on one thread while the
+    next scene already runs on the model on the other, so the device does not wait for it.
     """
 
-    def __init__(self, segment: dict[str, Any], device: str, read_workers: int, board: Any = None):
+    SLOTS = 2  # scenes an actor holds with assemble_behind: one on the model, one assembling
+
+    def __init__(
+        self, segment: dict[str, Any], device: str, read_workers: int, board: Any = None, assemble_behind: bool = False
+    ):
         import ray
 
         from .board import Reporter
@@ -47,41 +85,52 @@ class SceneWorker:
         self.device = "cpu" if device == "cpu" or (device == "auto" and not self.gpus) else "cuda"
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.reporter = Reporter(board, self.name, self.device)
+        self.assemble_behind = assemble_behind
+        self._model = threading.Lock()  # held by the scene on the model
+        self._warnings = ThreadWarnings()
         self._loaded: Any = None  # the LoadedModel, once the first scene has loaded it
 
     def identity(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
 
     def run(self, task: SceneTask) -> SceneResult:
-        from ..pipeline import SegmentOptions, run_segment
+        from ..pipeline import SegmentOptions, assemble_output, run_segment
         from ..signals import StopRequest
 
         scene = task.scene
-        if task.dead_worker:
-            clean_after_dead_worker(scene.output, bool(self.segment.get("probs")), *task.dead_worker)
         result = SceneResult(scene.input, scene.output, "failed", worker=self.name, device=self.device, gpus=self.gpus)
         stop = StopRequest()
-        caught: list[warnings.WarningMessage] = []
         start = time.perf_counter()
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("default")
-                opts = SegmentOptions(
-                    input=scene.input,
-                    output=scene.output,
-                    device=self.device,
-                    read_workers=self.read_workers,
-                    resume=task.resume,
-                    **self.segment,
-                )
-                _check_cuda(self.device, self.gpus)
-                if self._loaded is None:
-                    from ..loading import load_model
-
-                    self._loaded = load_model(
-                        opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap, global_size=opts.global_size
+            with self._warnings.recording(result.warnings):
+                with self._model:  # a second scene waits here while the first is on the model
+                    start = time.perf_counter()  # the scene's time: on the model, then assembling
+                    got_model = time.time()
+                    if task.dead_worker:
+                        clean_after_dead_worker(scene.output, bool(self.segment.get("probs")), *task.dead_worker)
+                    opts = SegmentOptions(
+                        input=scene.input,
+                        output=scene.output,
+                        device=self.device,
+                        read_workers=self.read_workers,
+                        resume=task.resume,
+                        **self.segment,
                     )
-                report = run_segment(opts, progress=self._progress_hook(scene, stop), stop=stop, loaded=self._loaded)
+                    _check_cuda(self.device, self.gpus)
+                    if self._loaded is None:
+                        from ..loading import load_model
+
+                        self._loaded = load_model(
+                            opts.model, opts.weights, tile=opts.tile, overlap=opts.overlap, global_size=opts.global_size
+                        )
+                    progress = self._progress_hook(scene, stop)
+                    report = run_segment(
+                        opts, progress=progress, stop=stop, loaded=self._loaded, assemble=not self.assemble_behind
+                    )
+                    self.reporter.report("", 0, 0, 0, force=True)  # the model is free
+                    result.on_model = (got_model, time.time())
+                if self.assemble_behind:  # beside the next scene's inference
+                    assemble_output(opts, self._loaded)
         except RsinferError as err:  # bad input, an unwritable output: another attempt would fail alike
             result.error = _naming(scene.input, str(err))
         except Exception as err:  # anything else may pass (a CUDA error, a network file system)
@@ -92,11 +141,11 @@ class SceneWorker:
             result.status = "ok"
             result.device = report.device
             result.tiles = report.tiles
-            result.mpx_per_s = report.mpx_per_s
             result.megapixels = report.megapixels
         result.seconds = time.perf_counter() - start
-        result.warnings = [str(w.message) for w in caught]
-        self.reporter.report("", 0, 0, 0, force=True)  # idle
+        result.ended = time.time()
+        if result.status == "ok":
+            result.mpx_per_s = result.megapixels / result.seconds if result.seconds > 0 else None
         return result
 
     def _progress_hook(self, scene: Scene, stop: Any) -> Callable[[int, int, int], None]:
