@@ -142,9 +142,14 @@ class Backend(ABC):
     def normalize(self, data: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         """``(data * value_scale - mean) / std`` as float32 on the device, invalid pixels 0."""
         # One float buffer, normalized in place: the raw batch (shared with numpy on the CPU)
-        # is never written, and the arithmetic is the same as out of place, bit for bit.
-        x = self._to_device(data).to(torch.float32, copy=True)
-        x.mul_(self._a).add_(self._b)
+        # is never written, and the arithmetic is the same as out of place, bit for bit. The
+        # product of the raw pixels and the float32 scale is that buffer (type promotion: no
+        # separate conversion pass), except for float64 pixels, converted first.
+        raw = self._to_device(data)
+        if raw.dtype == torch.float64:
+            raw = raw.to(torch.float32)
+        x = torch.mul(raw, self._a)
+        x.add_(self._b)
         # Invalid pixels become the band mean (zero after normalization), so nodata
         # collars do not look like black objects to the model. Where every pixel is valid
         # (most tiles) the product would change nothing (x * 1.0 == x, sign included).
