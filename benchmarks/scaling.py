@@ -5,7 +5,8 @@
 - ``segment`` of one big scene in one process (the reference), then ``segment
   --distributed N`` of the same scene for each N in --workers;
 - ``batch`` of --scenes smaller scenes with N workers for each N (when ``rsinfer batch``
-  is installed), against ``segment`` run on them one after another.
+  is installed), with and without ``--assemble-behind``, against ``segment`` run on them
+  one after another.
 Each run is a separate ``rsinfer`` process timed end to end (Ray start-up included, since a
 user pays it), so the ratios are what a user sees; absolute times hold only on the machine
 named in the output.
@@ -68,8 +69,11 @@ def main() -> None:
     serial = sum(rsinfer("segment", s, "-o", str(work / f"serial{i}.tif"), *common) for i, s in enumerate(scenes))
     batch_rows = [("segment, one scene after another", serial)]
     for n in args.workers:
-        t = rsinfer("batch", *scenes, "-o", str(work / f"batch{n}"), *common, "--workers", str(n))
-        batch_rows.append((f"batch --workers {n}", t))
+        # A worker assembles one scene's GeoTIFF while the next runs on the model (the default),
+        # or takes one scene at a time, start to end.
+        for flag in ("--no-assemble-behind", "--assemble-behind"):
+            t = rsinfer("batch", *scenes, "-o", str(work / f"batch{n}{flag}"), *common, "--workers", str(n), flag)
+            batch_rows.append((f"batch --workers {n} {flag}", t))
     total = args.scenes * args.scene_size**2 / 1e6
     print(f"\n{args.scenes} scenes of {args.scene_size}² ({total:.1f} Mpx)\n")
     print("| run | seconds | Mpx/s | vs serial segment |\n|---|---|---|---|")

@@ -137,6 +137,13 @@ def _absolute_if_file(path: str | None) -> str | None:
     help="Scenes one at a time, each cut into N strips of chunk rows run across the workers (huge scenes).",
 )
 @click.option(
+    "--assemble-behind/--no-assemble-behind",
+    default=True,
+    show_default=True,
+    help="A worker assembles one scene's GeoTIFF while its next scene runs on the model, "
+    "so the GPU does not wait for GDAL's COG copy.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(min=0),
     default=2,
@@ -189,6 +196,7 @@ def batch(
     cpus_per_worker,
     gpus_per_worker,
     split,
+    assemble_behind,
     retries,
     retry_delay,
     report_path,
@@ -246,6 +254,7 @@ def batch(
         retry_delay=retry_delay,
         resume=resume,
         split=split or 0,
+        assemble_behind=assemble_behind,
     )
     plan = engine.plan_batch(scenes, probs, overwrite, resume)
     shown: set[str] = set()
