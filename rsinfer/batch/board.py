@@ -26,9 +26,16 @@ class ProgressBoard:
 
     def __init__(self) -> None:
         self._states: dict[str, WorkerState] = {}
+        self._gone: set[str] = set()
 
     def update(self, state: WorkerState) -> None:
-        self._states[state.worker] = state
+        if state.worker not in self._gone:
+            self._states[state.worker] = state
+
+    def forget(self, worker: str) -> None:
+        """A worker that died: its row goes (a late update from it is ignored)."""
+        self._gone.add(worker)
+        self._states.pop(worker, None)
 
     def snapshot(self) -> list[WorkerState]:
         return sorted(self._states.values(), key=lambda s: s.worker)

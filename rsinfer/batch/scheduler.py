@@ -229,6 +229,8 @@ class _Scheduler:
             if not worker.dead:  # its other scene, if any, fails alike: one replacement
                 worker.dead = True
                 self.workers.remove(worker)
+                if self.board is not None and dead is not None:
+                    self.board.forget.remote(_name(dead))
                 if self.queue or task.attempt <= self.opts.retries:
                     self.workers.append(self._new_worker())
         except ray.exceptions.RayError as err:  # Ray could not run the method (the actor may live on)

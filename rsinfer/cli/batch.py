@@ -27,6 +27,7 @@ class BatchProgress:
         self._workers: dict[str, int] = {}  # worker -> its progress row
         self._done = 0
         self._megapixels_done = 0.0  # of finished scenes
+        self._finished: set[str] = set()  # their inputs
         self._running_megapixels = 0.0  # of the scenes the workers are on
         self._start = time.monotonic()
         self._rate = RateWindow()
@@ -39,15 +40,20 @@ class BatchProgress:
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
 
-    def scene_done(self, megapixels: float = 0.0) -> None:
+    def scene_done(self, megapixels: float = 0.0, scene: str | None = None) -> None:
         self._done += 1
         self._megapixels_done += megapixels
+        if scene is not None:
+            self._finished.add(scene)
         self._progress.advance(self._task)
         self._tick()
 
     def workers(self, states) -> None:
-        """Each worker's state, from the progress board."""
-        self._running_megapixels = sum(s.pixels_done for s in states) / 1e6
+        """Each worker's state, from the progress board (a worker that died is no longer on it)."""
+        # A finished scene counts once: its worker's last report may still show its pixels.
+        self._running_megapixels = sum(s.pixels_done for s in states if s.scene not in self._finished) / 1e6
+        for gone in set(self._workers) - {s.worker for s in states}:
+            self._progress.remove_task(self._workers.pop(gone))
         for state in states:
             row = self._workers.get(state.worker)
             if row is None:
@@ -285,7 +291,7 @@ def batch(
                 warn_once(message, progress.echo)
             if result.status == "failed":
                 progress.echo(f"rsinfer batch: failed: {result.error}")
-            progress.scene_done(result.megapixels if result.status == "ok" else 0.0)
+            progress.scene_done(result.megapixels if result.status == "ok" else 0.0, result.input)
 
         for _ in plan.skip:
             progress.scene_done()
