@@ -24,7 +24,7 @@ COG_DEFAULTS: dict[str, str] = {
     "COMPRESS": "DEFLATE",
     "BLOCKSIZE": "512",
     "BIGTIFF": "IF_SAFER",
-    "NUM_THREADS": "2",
+    "NUM_THREADS": "ALL_CPUS",  # compression on every core (overviews are computed on one)
     "OVERVIEWS": "AUTO",
 }
 # Labels: the most frequent class of each block of pixels; probabilities: their mean. Probabilities
