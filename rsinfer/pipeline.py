@@ -25,7 +25,7 @@ import shapely
 from .aoi import AreaOfInterest, area_view, make_area
 from .backends import resolve_device
 from .backends.base import Backend
-from .backends.factory import BACKENDS, BackendName, backend_label, make_backend
+from .backends.factory import BACKENDS, BackendName, backend_label, make_backend, resolve_backend
 from .backends.torch_backend import PRECISIONS, Precision
 from .batching import Batch, BatchSize, auto_batch_size, parse_memory
 from .errors import ModelError, RsinferError
@@ -88,7 +88,7 @@ class SegmentOptions:
     value_scale: float | None = None
     read_workers: int = 0  # 0: choose from the CPU count
     mode: Mode | None = None  # global-local models: global-local (default), global or patch
-    backend: BackendName = "torch"
+    backend: BackendName = "torch"  # auto: ONNX Runtime where it is faster and verified, else torch
     onnx: str | None = None  # an exported graph; None: export and cache on first use
     resume: bool = False  # continue the partial output an interrupted run of this job left
     keep_partial: bool = True  # keep the partial output of an interrupted run (for resume)
@@ -108,6 +108,10 @@ class SegmentOptions:
             if value not in choices:
                 known = ", ".join(c for c in choices if c)
                 raise ModelError(f"unknown {name} {value!r}; choose one of {known}")
+        if self.backend == "onnx" and self.precision != "fp32":
+            raise ModelError(f"--precision {self.precision} needs --backend torch: ONNX Runtime runs the graph in fp32")
+        if self.backend == "auto" and self.onnx:
+            raise ModelError("--onnx FILE needs --backend onnx: auto runs only graphs it exports and verifies itself")
         if self.creation_options and output_format(self.output) == "zarr":
             raise RsinferError(f"{self.output}: --co sets GeoTIFF creation options; a zarr output takes none")
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -419,7 +423,8 @@ def job_fingerprint(
         "bands": list(info.bands),
         "value_scale": info.value_scale,
         "probs": opts.probs,
-        "backend": opts.backend,
+        # What the job runs on, auto resolved: a resumed run cannot mix backends.
+        "backend": resolve_backend(opts.backend, loaded, resolve_device(opts.device), opts.precision, mode),
         "precision": opts.precision,
         "format": output_format(opts.output),
         "area_sha256": None if area is None else hashlib.sha256(shapely.to_wkb(area.geometry)).hexdigest(),

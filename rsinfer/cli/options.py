@@ -126,10 +126,12 @@ mode_opt = click.option(
 )
 backend_opt = click.option(
     "--backend",
-    type=click.Choice(["torch", "onnx"]),
+    type=click.Choice(["torch", "onnx", "auto"]),
     default="torch",
     show_default=True,
-    help="PyTorch, or ONNX Runtime (TensorRT → CUDA → CPU providers, as available).",
+    help="PyTorch (byte-stable outputs), ONNX Runtime (TensorRT → CUDA → CPU providers, as available), or auto: "
+    "the faster verified one, i.e. ONNX Runtime for sliding-window models on a CPU in fp32 when it is installed "
+    "and the exported graph matches PyTorch, else PyTorch.",
 )
 onnx_opt = click.option(
     "--onnx",
@@ -143,7 +145,8 @@ precision_opt = click.option(
     type=click.Choice(["fp32", "fp16", "bf16"]),
     default="fp32",
     show_default=True,
-    help="Autocast precision of the torch backend.",
+    help="Autocast precision of the torch backend (fp16/bf16 on a CPU without instructions for them is "
+    "emulated, likely far slower than fp32; --backend onnx runs fp32 only).",
 )
 global_size_opt = click.option(
     "--global-size",
