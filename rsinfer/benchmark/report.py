@@ -71,6 +71,7 @@ def speed_table(rows: list[dict]) -> list[dict]:
                     "p95_ms",
                     "fps",
                     "mpx_per_s",
+                    "agree_pct",
                     "device",
                 )
             }
@@ -105,6 +106,7 @@ SPEED_COLUMNS = (
     "p95_ms",
     "fps",
     "mpx_per_s",
+    "agree_pct",  # labels equal to torch fp32's on the same device and input, % (rows other than torch fp32)
     "device",
 )
 

@@ -197,11 +197,47 @@ def _auto_batch(step_for: Callable[[int], Callable[[], None]], device: torch.dev
     return auto_batch_size(lambda b: step_for(b)(), device, None, largest=largest)
 
 
+def agreement_input(config, side: int) -> torch.Tensor:
+    """The (1, bands, side, side) input labels are compared on: a window of a synthetic scene
+    (seed 0, 0.2 m pixels) normalized as the backends normalize a uint8 raster, when the model
+    takes 3 bands (RGB); otherwise the speed rows' random input."""
+    if config.num_bands != 3:
+        return torch.randn(1, config.num_bands, side, side, generator=torch.Generator().manual_seed(0))
+    from rsinfer.backends.base import input_affine
+    from rsinfer.io.source import default_value_scale
+    from rsinfer.synth.layout import City
+    from rsinfer.synth.render import render_window
+
+    rgb, _ = render_window(City(0, 0.2), 0, 0, side, side)
+    a, b = input_affine(config, default_value_scale("uint8", config.input_range))
+    return torch.from_numpy(rgb)[None].to(torch.float32).mul_(a).add_(b)
+
+
+def _torch_labels(model, x: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        return model(x.to(device)).float().argmax(1).cpu()
+
+
+def agree_pct(model, session, x: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> float:
+    """Percentage of pixels of ``x`` whose label (argmax) is torch fp32's on ``device``: for the
+    ONNX ``session`` when given, else for ``model`` under autocast to ``dtype``."""
+    model = model.to(device)  # the export moved it to the CPU
+    reference = _torch_labels(model, x, device, None)
+    if session is not None:
+        logits = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        labels = torch.from_numpy(logits).argmax(1)
+    else:
+        labels = _torch_labels(model, x, device, dtype)
+    return float((labels == reference).double().mean() * 100)
+
+
 def speed(spec: dict) -> dict:
     """Latency of batches of ``size``² inputs: warm-up excluded, CUDA timed with events.
 
     ``batch`` may be ``auto``: the batch ``--batch-size auto`` picks on this device (the
-    largest power of two up to ``largest`` whose forward pass fits in memory).
+    largest power of two up to ``largest`` whose forward pass fits in memory). Rows other
+    than torch fp32 carry ``agree_pct``: how many labels match torch fp32's on the same
+    device and input (:func:`agreement_input`), so a faster row shows what it costs.
     """
     device = torch.device(spec["device"])
     size, runs = spec["size"], spec["runs"]
@@ -275,6 +311,8 @@ def speed(spec: dict) -> dict:
         out["batch_auto"] = True
     if device.type == "cuda":
         out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if spec["backend"] != "torch" or precision is not None:
+        out["agree_pct"] = agree_pct(model, session, agreement_input(config, side), device, precision)
     return out
 
 

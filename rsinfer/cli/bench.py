@@ -137,7 +137,9 @@ def memory(models, size, patch, overlap, device, png_path, json_path, csv_path, 
 @with_outputs
 def speed(models, sizes, backends, precisions, batches, runs, warmup, device, json_path, csv_path, md_path, overwrite):
     """Latency p50/p95, FPS and Mpx/s with warm-up runs excluded (CUDA timed with events), with
-    parameters and GFLOPs (torch's FLOP counter, 2 per multiply-add) and the papers' rows beside."""
+    parameters and GFLOPs (torch's FLOP counter, 2 per multiply-add) and the papers' rows beside.
+    Rows other than torch fp32 add agree_pct: the share of labels equal to torch fp32's on the
+    same device and input (a synthetic scene's tile for RGB models, else random values)."""
     import tempfile
 
     from rich.console import Console
@@ -165,6 +167,7 @@ def speed(models, sizes, backends, precisions, batches, runs, warmup, device, js
             work,
             on_row=lambda r: console.print(
                 f"  {r['model']} {r['size']} {r['backend']} {r['precision']} b{r['batch']}: {r['fps']:.2f} FPS"
+                + (f", {r['agree_pct']:.2f}% of torch fp32's labels" if "agree_pct" in r else "")
             ),
             on_skip=lambda r: console.print(f"  {r['model']} {r['backend']}: skipped ({r['skipped']})"),
         )
