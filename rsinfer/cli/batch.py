@@ -180,23 +180,7 @@ def batch(
     outdir,
     manifest,
     fmt,
-    model,
-    weights,
-    tile,
-    overlap,
-    batch_size,
-    device,
-    bands,
-    blend,
-    probs,
-    value_scale,
-    mode,
-    global_size,
-    backend,
-    onnx_path,
-    precision,
-    max_gpu_mem,
-    creation_options,
+    job,
     address,
     workers,
     cpus_per_worker,
@@ -222,7 +206,6 @@ def batch(
     import_ray()  # before any work: without Ray, one line naming the extra
     from rsinfer import batch as engine
     from rsinfer.errors import RsinferError
-    from rsinfer.io.cog import parse_creation_options
     from rsinfer.io.outputs import check_outputs, describe_os_error
     from rsinfer.pipeline import JobInterrupted
     from rsinfer.ray_runtime import ray_session
@@ -230,25 +213,11 @@ def batch(
 
     if not inputs and not manifest:
         raise click.UsageError("give INPUT... or --manifest FILE")
-    scenes = engine.resolve_inputs(inputs, outdir, fmt, manifest, probs)
-    segment = dict(
-        model=model,
-        weights=_absolute_if_file(weights),
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        max_gpu_mem=max_gpu_mem,
-        precision=precision,
-        bands=bands,
-        blend=blend,
-        probs=probs,
-        overwrite=overwrite,
-        value_scale=value_scale,
-        mode=mode,
-        global_size=global_size,
-        backend=backend,
-        onnx=_absolute_if_file(onnx_path),
-        creation_options=parse_creation_options(creation_options),
+    scenes = engine.resolve_inputs(inputs, outdir, fmt, manifest, job["probs"])
+    segment = options.segment_fields(job)
+    device = segment.pop("device")  # each actor's own: a GPU where Ray gave it one
+    segment.update(
+        weights=_absolute_if_file(segment["weights"]), onnx=_absolute_if_file(segment["onnx"]), overwrite=overwrite
     )
     opts = engine.BatchOptions(
         segment=segment,
@@ -262,7 +231,7 @@ def batch(
         split=split or 0,
         assemble_behind=assemble_behind,
     )
-    plan = engine.plan_batch(scenes, probs, overwrite, resume)
+    plan = engine.plan_batch(scenes, job["probs"], overwrite, resume)
     shown: set[str] = set()
 
     def warn_once(message: str, echo=lambda line: click.echo(line, err=True)) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from rsinfer.tiling import BLENDS
@@ -177,8 +179,37 @@ co_opt = click.option(
 )
 
 
+# The parameters segment_job_opts adds, in its options' order: one ``job`` dict in the command.
+JOB_PARAMS = (
+    "model",
+    "weights",
+    "tile",
+    "overlap",
+    "batch_size",
+    "device",
+    "bands",
+    "blend",
+    "probs",
+    "value_scale",
+    "mode",
+    "global_size",
+    "backend",
+    "onnx_path",
+    "precision",
+    "max_gpu_mem",
+    "creation_options",
+)
+
+
 def segment_job_opts(f):
-    """Every option that says how one scene is segmented, as ``segment`` and ``batch`` both take them."""
+    """Every option that says how one scene is segmented, as ``segment`` and ``batch`` both take
+    them, handed to the command as one ``job`` dict (see :func:`segment_fields`)."""
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        job = {name: kwargs.pop(name) for name in JOB_PARAMS}
+        return f(*args, job=job, **kwargs)
+
     for opt in reversed(
         (
             model_opt,
@@ -200,8 +231,19 @@ def segment_job_opts(f):
             co_opt,
         )
     ):
-        f = opt(f)
-    return f
+        command = opt(command)
+    return command
+
+
+def segment_fields(job: dict) -> dict:
+    """A ``job`` of :func:`segment_job_opts` as SegmentOptions fields: ``--onnx`` is ``onnx``,
+    and the ``--co`` pairs are checked against GDAL's COG driver (one error line if bad)."""
+    from rsinfer.io.cog import parse_creation_options
+
+    fields = dict(job)
+    fields["onnx"] = fields.pop("onnx_path")
+    fields["creation_options"] = parse_creation_options(fields["creation_options"])
+    return fields
 
 
 def area_opts(f):

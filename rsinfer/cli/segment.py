@@ -50,23 +50,7 @@ def segment(
     ctx,
     input,
     output,
-    model,
-    weights,
-    tile,
-    overlap,
-    batch_size,
-    device,
-    bands,
-    blend,
-    probs,
-    value_scale,
-    mode,
-    global_size,
-    backend,
-    onnx_path,
-    precision,
-    max_gpu_mem,
-    creation_options,
+    job,
     aoi,
     bbox,
     bbox_crs,
@@ -92,43 +76,26 @@ def segment(
 
     if not os.path.exists(input):  # before loading anything: one line, at once
         raise InputError(f"{input}: no such file")
-    if backend == "onnx":
+    if job["backend"] == "onnx":
         from rsinfer.extras import require_onnx
 
-        require_onnx(export=onnx_path is None)
+        require_onnx(export=job["onnx_path"] is None)
     from rsinfer.aoi import parse_bbox
-    from rsinfer.io.cog import parse_creation_options
     from rsinfer.pipeline import SegmentOptions, run_segment
     from rsinfer.signals import stop_on_signals
 
     opts = SegmentOptions(
         input=input,
         output=output,
-        model=model,
-        weights=weights,
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
-        device=device,
-        bands=bands,
-        blend=blend,
-        probs=probs,
+        **options.segment_fields(job),
         overwrite=overwrite,
-        value_scale=value_scale,
         read_workers=workers,
-        mode=mode,
-        global_size=global_size,
-        backend=backend,
-        onnx=onnx_path,
-        precision=precision,
-        max_gpu_mem=max_gpu_mem,
         resume=resume,
         keep_partial=keep_partial,
         aoi=aoi,
         bbox=parse_bbox(bbox) if bbox else None,
         bbox_crs=bbox_crs,
         crop_to_aoi=crop_to_aoi,
-        creation_options=parse_creation_options(creation_options),
     )
     if vector:  # refused before any work: no pyogrio, an unknown format, an existing file
         from rsinfer.io.outputs import check_outputs
