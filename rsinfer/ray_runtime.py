@@ -49,14 +49,22 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            num_gpus=num_gpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            runtime_env=env,
-        )
+        # Ray announces that the instance it starts uses token authentication, as it should;
+        # the instance lives only for this command, so the notice is noise on every run.
+        notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        level = notice.level
+        notice.setLevel(logging.ERROR)
+        try:
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count(),
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                runtime_env=env,
+            )
+        finally:
+            notice.setLevel(level)
     if threading.current_thread() is threading.main_thread():
         for s, h in handlers.items():
             if h is not None:
