@@ -14,7 +14,6 @@ match PyTorch on a random batch.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn as nn
 from rsinfer.models import ModelConfig
 from rsinfer.models.global_local import GlobalLocalModel, global_view_size
 
+from .cache import cache_root
 from .errors import ModelError
 from .io.outputs import commit, partial_path, remove
 
@@ -229,7 +229,7 @@ def _export_global_local(
 
 def onnx_cache_dir() -> Path:
     """Where exported graphs are cached: ``RSINFER_CACHE``/onnx, else ~/.cache/rsinfer/onnx."""
-    return Path(os.environ.get("RSINFER_CACHE", Path.home() / ".cache" / "rsinfer")) / "onnx"
+    return cache_root() / "onnx"
 
 
 def cached_onnx(model: nn.Module, config: ModelConfig, mode: str | None) -> tuple[Path, dict | None]:

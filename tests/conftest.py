@@ -15,6 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("RSINFER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_folder(tmp_path_factory) -> Path:
+    """The tests' own RSINFER_CACHE (exported graphs, counted FLOPs), never the user's."""
+    folder = tmp_path_factory.mktemp("rsinfer-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RSINFER_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The real GeoTIFFs nobody here wrote (nodata collar, 16-bit + alpha, corrupt, ...)."""

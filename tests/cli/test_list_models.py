@@ -49,3 +49,26 @@ def test_models_piped_is_one_unwrapped_line_per_model(runner):
     assert [line.split("\t")[0] for line in lines[1:]] == list_models()
     lite = dict(zip(lines[0].split("\t"), next(x for x in lines if x.startswith("lanet-lite\t")).split("\t")))
     assert lite["weights"] == "lanet-lite.synthetic" and lite["bands"] == "red,green,blue" and lite["gflops"] == ""
+
+
+def test_counts_are_kept_in_the_cache_for_the_next_run(runner, tmp_path, monkeypatch):
+    from rsinfer.models import complexity
+
+    monkeypatch.setenv("RSINFER_CACHE", str(tmp_path))
+    first = runner.invoke(main, ["models", "--json", "simple-fcn", "lanet-lite"])
+    assert first.exit_code == 0, first.output
+    assert len(list(tmp_path.glob("complexity-*.json"))) == 1
+
+    def no_counting(*args, **kwargs):
+        raise AssertionError("counted again")
+
+    monkeypatch.setattr(complexity, "model_complexity", no_counting)
+    again = runner.invoke(main, ["models", "--json", "simple-fcn", "lanet-lite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == json.loads(first.output)
+
+    next(tmp_path.glob("complexity-*.json")).write_text("{not json")  # a damaged cache is only slower
+    monkeypatch.undo()
+    monkeypatch.setenv("RSINFER_CACHE", str(tmp_path))
+    damaged = runner.invoke(main, ["models", "--json", "simple-fcn", "lanet-lite"])
+    assert damaged.exit_code == 0 and json.loads(damaged.output) == json.loads(first.output)
