@@ -13,6 +13,7 @@ job's, from the first chunk row not complete, so the result equals an uninterrup
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -30,6 +31,21 @@ def store_path(final: str | os.PathLike[str]) -> str:
     return f"{os.fspath(final)}.partial.zarr"
 
 
+def fresh_store_path(store: str) -> str:
+    """Where a new chunk store is made before it takes its name: ``<final>.partial.new-<pid>.zarr``.
+
+    A store is created and its fingerprint written there, then renamed to :func:`store_path`,
+    so a store under that name always records its job, even when the process creating it
+    was killed (a store without a fingerprint could never be resumed)."""
+    return f"{store.removesuffix('.zarr')}.new-{os.getpid()}.zarr"
+
+
+def unfinished_stores(store: str) -> list[Path]:
+    """Stores a process was killed while creating (see :func:`fresh_store_path`)."""
+    path = Path(store)
+    return sorted(path.parent.glob(f"{glob.escape(path.name.removesuffix('.zarr'))}.new-*.zarr"))
+
+
 def input_identity(path: str) -> dict[str, Any]:
     """Which input file, as of when: path, size and modification time."""
     st = os.stat(path)
@@ -42,17 +58,36 @@ def write_fingerprint(store: str, fingerprint: dict[str, Any]) -> None:
     os.replace(partial, Path(store) / FINGERPRINT_FILE)
 
 
-def remove_fingerprint(store: str) -> None:
-    """Drop the fingerprint from a finished store: the output holds the job's result, not its recipe."""
-    remove(Path(store) / FINGERPRINT_FILE)
+def parked_fingerprint(store: str) -> Path:
+    """Where a finished store's fingerprint waits while the store becomes a zarr output:
+    ``<store>.job.json``, beside it (the output holds the job's result, not its recipe)."""
+    return Path(f"{store}.job.json")
+
+
+def park_fingerprint(store: str) -> None:
+    """Move a finished store's fingerprint beside it, in one rename: killed at any point, the
+    store can still be resumed (:func:`read_fingerprint` looks in both places)."""
+    inside = Path(store) / FINGERPRINT_FILE
+    if inside.exists():
+        os.replace(inside, parked_fingerprint(store))
+
+
+def remove_store(store: str) -> None:
+    """The store and its fingerprint, wherever that is."""
+    remove(store)
+    remove(parked_fingerprint(store))
 
 
 def read_fingerprint(store: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads((Path(store) / FINGERPRINT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+    for place in (Path(store) / FINGERPRINT_FILE, parked_fingerprint(store)):
+        try:
+            value = json.loads(place.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+    return None
 
 
 def differences(recorded: dict[str, Any] | None, wanted: dict[str, Any]) -> list[str]:

@@ -37,6 +37,7 @@ from .io.writers import (
     OutputSpec,
     assemble_geotiff,
     create_output,
+    dead_writer_files,
     open_writer,
     output_errors_named,
     output_files,
@@ -47,11 +48,15 @@ from .loading import MODES, LoadedModel, load_model
 from .memory import peak_rss_mb
 from .partial import (
     check_resumable,
+    fresh_store_path,
     input_identity,
-    remove_fingerprint,
+    park_fingerprint,
+    parked_fingerprint,
+    remove_store,
     remove_stray_files,
     resume_row,
     store_path,
+    unfinished_stores,
     write_fingerprint,
 )
 from .predictors import Predictor, make_predictor
@@ -241,37 +246,45 @@ def claimed_output(setup: SegmentSetup) -> Iterator[int]:
     (a stop signal, a second signal) keeps it for ``--resume`` unless ``keep_partial`` is off.
     """
     opts, store = setup.opts, setup.store_spec
-    with OutputLock(opts.output):
+    with OutputLock(opts.output) as lock:
+        if lock.stale_pid is not None:  # a job killed here before: what it was writing goes
+            for leftover in dead_writer_files(setup.finals, lock.stale_pid):
+                remove(leftover)
         fingerprint = job_fingerprint(opts, setup.info, setup.loaded, setup.mode, setup.area)
         try:
             with output_errors_named(store.path):
                 first_row = open_store(store, fingerprint, opts.resume, opts.overwrite)
         except OutputError:  # e.g. no room for the store: leave nothing behind
-            remove(store.path)
+            remove_store(store.path)
             raise
         try:
             yield first_row
         except KeyboardInterrupt:  # a second signal: keep what is done, as for the first
             if not opts.keep_partial:
-                remove(store.path)
+                remove_store(store.path)
             raise
         except JobInterrupted:
             raise
         except BaseException:  # a failure: nothing of this run is left behind
-            remove(store.path)
+            remove_store(store.path)
             raise
 
 
 def finish_from_store(setup: SegmentSetup) -> None:
     """Make the final output from the finished store: the store itself (zarr), or a GeoTIFF assembled from it."""
     store = setup.store_spec
-    remove_fingerprint(store.path)
     if setup.spec.format == "zarr":
+        # The output holds the job's result, not its recipe: the fingerprint waits beside the
+        # store until the store is the output, so a kill at any point leaves a resumable store.
+        park_fingerprint(store.path)
         with open_writer(store, "update") as writer:
             writer.commit(to=setup.spec.path)
+        remove_store(store.path)
         return
+    # The store keeps its fingerprint until the GeoTIFF is committed: killed while assembling,
+    # a --resume assembles it again.
     assemble_geotiff(store, setup.spec)
-    remove(store.path)
+    remove_store(store.path)
 
 
 def run_segment(
@@ -446,9 +459,18 @@ def open_store(store: OutputSpec, fingerprint: dict, resume: bool, overwrite: bo
                 f"{store.path}: found a partial output from an interrupted run; --resume continues it, "
                 "--overwrite starts over"
             )
-        remove(store.path)
-    create_output(store)
-    write_fingerprint(store.path, fingerprint)
+        remove_store(store.path)
+    remove(parked_fingerprint(store.path))  # left by a run killed as its zarr output took its name
+    for stray in unfinished_stores(store.path):  # a process killed while it created a store
+        remove(stray)
+    fresh = replace(store, path=fresh_store_path(store.path))
+    try:
+        create_output(fresh)
+        write_fingerprint(fresh.path, fingerprint)
+        os.rename(fresh.path, store.path)  # under its name only with its fingerprint
+    except BaseException:
+        remove(fresh.path)
+        raise
     return 0
 
 

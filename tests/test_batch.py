@@ -205,6 +205,35 @@ def test_a_worker_assembles_one_scene_while_the_next_is_on_the_model(scenes, ref
     assert any(overlaps) if behind else not any(overlaps)
 
 
+def test_a_worker_killed_while_it_assembles_one_scene_and_runs_another_reruns_both(scenes, reference, tmp_path):
+    from rsinfer.batch import BatchOptions, Scene, run_batch
+
+    killed: list[int] = []
+
+    def kill_at_the_first_assembly() -> None:  # the COG's scratch file names the worker's pid
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for scratch in tmp_path.glob("*.partial-*.scratch.tif"):
+                pid = int(scratch.name.split(".partial-")[1].split(".")[0])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_at_the_first_assembly, daemon=True)
+    killer.start()
+    todo = [Scene(str(scenes / f"{n}.tif"), str(tmp_path / f"{n}.tif")) for n in NAMES]
+    opts = BatchOptions(segment=dict(SEGMENT), device="cpu", workers=1, retry_delay=0.1)
+    results, _ = run_batch(ray, todo, opts)
+    killer.join()
+    assert len(killed) == 1 and killed[0] != os.getpid()
+    assert [r.status for r in results] == ["ok"] * 3, [(r.error, r.attempts) for r in results]
+    assert {n: (tmp_path / f"{n}.tif").read_bytes() for n in NAMES} == reference
+    # the scene being assembled and the one on the model died with the worker; the third had not started
+    assert sorted(r.attempts for r in results) == [1, 2, 2]
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial*"))
+
+
 def test_two_inputs_with_one_stem_are_refused_before_anything_runs(runner, scenes, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -98,6 +98,30 @@ def test_sigkill_at_a_random_point_then_resume_gives_the_clean_runs_bytes(scene,
     assert not os.path.exists(store) and not os.path.exists(f"{out}.lock")
 
 
+def test_sigkill_while_the_geotiff_is_assembled_then_resume_assembles_it_again(scene, clean, tmp_path, runner):
+    out = tmp_path / "assembling.tif"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rsinfer.cli.main", "segment", str(scene), "-o", str(out), *SEGMENT, "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:  # every row is in the store; the COG is being made from it
+        while not list(tmp_path.glob("*.scratch.tif")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    assert completed_rows(store_path(out)) == 1400  # the finished store, still resumable
+    res = runner.invoke(main, ["segment", str(scene), "-o", str(out), *SEGMENT, "-q", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert _same_bytes(out, clean["tif"])
+    # the killed run's lock, partial and scratch files are gone with the store
+    outputs = {"assembling.tif", "assembling_probs.tif", "assembling.tif.aux.xml", "assembling.qml"}
+    assert {p.name for p in tmp_path.iterdir()} == outputs
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     """Byte equality of two outputs (a GeoTIFF and its probabilities, or every file of a zarr store)."""
     if a.is_file():

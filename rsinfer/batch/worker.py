@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import RsinferError
 from ..io.outputs import OutputLock, remove
+from ..io.writers import dead_writer_files
 from ..pipeline import output_paths
 from .inputs import Scene
 from .report import SceneResult
@@ -181,7 +182,7 @@ def _naming(input: str, message: str) -> str:
 
 def clean_after_dead_worker(output: str, probs: bool, host: str, pid: int) -> None:
     """Remove what a worker that died on this scene left beside its outputs: its lock (so the
-    scene reruns at once, on any machine) and the half-written files under its partial names.
+    scene reruns at once, on any machine) and its half-written files (:func:`dead_writer_files`).
 
     (:class:`OutputLock` takes over a stale lock itself only on the machine that wrote it.)
     The chunk store stays: the rerun continues it.
@@ -190,8 +191,8 @@ def clean_after_dead_worker(output: str, probs: bool, host: str, pid: int) -> No
     holder = lock.holder()
     if holder and holder.get("host") == host and holder.get("pid") == pid:
         remove(lock.path)
-    for final in output_paths(output, probs):
-        remove(f"{final}.partial-{pid}")  # see rsinfer.io.outputs.partial_path
+    for leftover in dead_writer_files(output_paths(output, probs), pid):
+        remove(leftover)
 
 
 # --- the driver ------------------------------------------------------------------------

@@ -41,9 +41,9 @@ def check_outputs(paths: Sequence[PathLike], overwrite: bool) -> None:
             raise RsinferError(f"{p}: output folder {parent} does not exist")
 
 
-def partial_path(final: PathLike) -> str:
-    """Where ``final`` is written until it is complete: ``<final>.partial-<pid>``."""
-    return f"{os.fspath(final)}.partial-{os.getpid()}"
+def partial_path(final: PathLike, pid: int | None = None) -> str:
+    """Where ``final`` is written until it is complete: ``<final>.partial-<pid>`` (this process's)."""
+    return f"{os.fspath(final)}.partial-{pid or os.getpid()}"
 
 
 def remove(path: PathLike) -> None:
@@ -157,6 +157,7 @@ class OutputLock:
         self.final = os.fspath(final)
         self.path = f"{self.final}.lock"
         self._held = False
+        self.stale_pid: int | None = None  # the dead process (this host) whose lock was taken over
 
     def __enter__(self) -> OutputLock:
         self.acquire()
@@ -178,6 +179,8 @@ class OutputLock:
                         f"{holder.get('host')}, since {holder.get('since')}); wait for it to finish"
                     ) from None
                 # Stale (its process is gone) or unreadable: move it aside and try again.
+                if holder is not None and isinstance(holder.get("pid"), int):
+                    self.stale_pid = holder["pid"]
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(self.path, f"{self.path}.stale-{os.getpid()}")
                     os.remove(f"{self.path}.stale-{os.getpid()}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +93,15 @@ def output_files(path: str, probs: bool) -> list[str]:
 
 
 WriteMode = Literal["new", "update", "create"]
+
+
+def dead_writer_files(finals: Sequence[str], pid: int) -> list[str]:
+    """What a writer process ``pid`` killed mid-write can leave beside ``finals``: its partial
+    files, a GeoTIFF's scratch file and GDAL's temporary overview files."""
+    from .cog import scratch_path, temporary_files
+
+    partials = [partial_path(f, pid) for f in finals]
+    return [f for p in partials for f in (p, scratch_path(p), *temporary_files(p), *temporary_files(scratch_path(p)))]
 
 
 @contextlib.contextmanager
