@@ -9,6 +9,9 @@ assembled from the finished store; a zarr output is the finished store itself.
 The store also holds the job's fingerprint (``rsinfer-job.json``: input, model, weights
 digest, tiling, blending...). ``--resume`` continues only a store whose fingerprint is this
 job's, from the first chunk row not complete, so the result equals an uninterrupted run.
+A store takes its name only with its fingerprint in it, and a finished zarr store's
+fingerprint waits beside it (``<store>.job.json``) while the store becomes the output, so a
+store left by a kill at any point can be resumed.
 """
 
 from __future__ import annotations
