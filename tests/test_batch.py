@@ -38,16 +38,15 @@ def local_ray():
     ray.shutdown()
 
 
-def kill_the_worker_of(output, killed: list[int], timeout: float = 60) -> threading.Thread:
-    """A thread that SIGKILLs the worker process writing ``output`` as soon as it starts (the
-    output's lock names its pid): a real kill -9 of a Ray actor mid-scene."""
+def kill_when_found(pid_of, killed: list[int], timeout: float = 60) -> threading.Thread:
+    """A thread that SIGKILLs the process ``pid_of()`` names as soon as it names one: a real
+    kill -9 of a Ray actor at the point the caller watches for."""
 
     def watch() -> None:
-        lock, deadline = Path(f"{output}.lock"), time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                pid = json.loads(lock.read_text())["pid"]
-            except (OSError, ValueError, KeyError):
+            pid = pid_of()
+            if pid is None:
                 time.sleep(0.002)
                 continue
             os.kill(pid, signal.SIGKILL)
@@ -57,6 +56,18 @@ def kill_the_worker_of(output, killed: list[int], timeout: float = 60) -> thread
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+def kill_the_worker_of(output, killed: list[int], timeout: float = 60) -> threading.Thread:
+    """Kill the worker writing ``output`` as soon as it starts (the output's lock names its pid)."""
+
+    def pid_of() -> int | None:
+        try:
+            return int(json.loads(Path(f"{output}.lock").read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    return kill_when_found(pid_of, killed, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -208,20 +219,13 @@ def test_a_worker_assembles_one_scene_while_the_next_is_on_the_model(scenes, ref
 def test_a_worker_killed_while_it_assembles_one_scene_and_runs_another_reruns_both(scenes, reference, tmp_path):
     from rsinfer.batch import BatchOptions, Scene, run_batch
 
+    def assembling() -> int | None:  # the COG's scratch file names the worker's pid
+        for scratch in tmp_path.glob("*.partial-*.scratch.tif"):
+            return int(scratch.name.split(".partial-")[1].split(".")[0])
+        return None
+
     killed: list[int] = []
-
-    def kill_at_the_first_assembly() -> None:  # the COG's scratch file names the worker's pid
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            for scratch in tmp_path.glob("*.partial-*.scratch.tif"):
-                pid = int(scratch.name.split(".partial-")[1].split(".")[0])
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.002)
-
-    killer = threading.Thread(target=kill_at_the_first_assembly, daemon=True)
-    killer.start()
+    killer = kill_when_found(assembling, killed)
     todo = [Scene(str(scenes / f"{n}.tif"), str(tmp_path / f"{n}.tif")) for n in NAMES]
     opts = BatchOptions(segment=dict(SEGMENT), device="cpu", workers=1, retry_delay=0.1)
     results, _ = run_batch(ray, todo, opts)
