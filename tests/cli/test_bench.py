@@ -76,7 +76,7 @@ def test_bench_speed_torch_and_onnx(runner, tmp_path):
             "--backends",
             "torch,onnx",
             "--precisions",
-            "fp32,bf16",
+            "fp32",  # bf16 rows: tests/benchmark/test_agreement.py (emulated, slow on CPUs without bf16)
             "--batches",
             "2",
             "--runs",
@@ -91,10 +91,9 @@ def test_bench_speed_torch_and_onnx(runner, tmp_path):
     )
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
-    # torch fp32, torch bf16, onnx fp32 (one batch size: each row is a process of its own)
-    assert len(rows) == 3 and {(r["backend"], r["precision"], r["batch"]) for r in rows} == {
+    # torch fp32, onnx fp32 (one batch size: each row is a process of its own)
+    assert len(rows) == 2 and {(r["backend"], r["precision"], r["batch"]) for r in rows} == {
         ("torch", "fp32", 2),
-        ("torch", "bf16", 2),
         ("onnx", "fp32", 2),
     }
     assert all(r["fps"] > 0 and r["p95_ms"] >= r["p50_ms"] > 0 and r["params_m"] > 0 and r["gflops"] > 0 for r in rows)
